@@ -1,0 +1,1 @@
+"""Data pipeline: synthetic generation, collection, PHI-safe preprocessing (`thce.data`)."""

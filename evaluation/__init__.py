@@ -1,0 +1,1 @@
+"""Evaluation layer: metrics, baselines, error analysis, significance, reports (`thce.evaluation`)."""

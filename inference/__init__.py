@@ -1,0 +1,1 @@
+"""Inference: model loading, batched and constrained generation, output parsing (`thce.inference`)."""
