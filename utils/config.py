@@ -1,0 +1,390 @@
+"""Stage configs: one YAML file per stage, parsed into typed dataclasses.
+
+A stage file describes a stage end to end (DESIGN.md section 4), so the same file drives `thce collect`,
+`thce train` and the trainer scripts:
+
+    stage: 1
+    seed: 42
+    data:     {sources: [...], preprocess: {...}, output_dir: ...}
+    model:    {name_or_path: ..., precision: auto, lora: null}
+    chat:     {template: stage_1, special_tokens: []}
+    tracking: {project: thce-training}
+    training: {...}   # TRL's SFTConfig (stages 1-2) or DPOConfig (stage 3), field for field
+
+Rules: an unknown key in any section is an error naming the key, the section and the file; values are
+converted to the field's type (YAML reads `3e-4` as a string; we make it a float); `--set a.b=c`
+overrides any value with the same conversion; `save_resolved_config` writes what a run actually used.
+Relative paths are relative to the working directory, as with TRL's own scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from thce.utils.errors import UserError
+
+SourceKind = Literal["synthetic", "jsonl", "json", "csv", "parquet", "hf_disk", "mtsamples", "mimic"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+TemplateName = Literal["stage_1", "stage_2", "stage_3"]
+
+# Names from the seed's TRL 0.23-era configs that TRL 1.x no longer accepts. We reject them with the
+# current name rather than mapping silently, so a config always reads the way TRL will run it.
+RENAMED_TRAINING_KEYS = {
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "gradient_accumulation": "gradient_accumulation_steps",
+    "lr_scheduler": "lr_scheduler_type",
+    "max_seq_length": "max_length",
+    "max_prompt_length": "max_length (TRL 1.x truncates the prompt+completion as a whole)",
+    "evaluation_strategy": "eval_strategy",
+    "warmup_ratio": "warmup_steps (a float in [0, 1) is the ratio of total steps)",
+}
+
+
+@dataclass
+class SourceConfig:
+    """One data source of a stage; `kind` decides which reader runs and what `options` it accepts."""
+
+    kind: SourceKind
+    path: str | None = None
+    entries: int | None = None  # cap on rows taken from this source (None: all)
+    generator: str | None = None  # synthetic sources: which generator (e.g. icd10cm, llm)
+    rename: dict[str, str] = field(default_factory=dict)  # source column -> canonical column
+    drop: list[str] = field(default_factory=list)  # columns to drop before conversion
+    options: dict[str, Any] = field(default_factory=dict)  # reader-specific; the reader validates them
+
+
+@dataclass
+class PreprocessConfig:
+    """What `thce preprocess` (and `collect`) does to every record."""
+
+    normalize_text: bool = True
+    scrub_phi: bool = True
+    invalid_codes: Literal["drop", "flag", "keep"] = "drop"
+    min_text_chars: int = 10
+    max_text_chars: int = 20_000
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=list)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    output_dir: str = "data/artefacts/stage_1_final"
+
+
+@dataclass
+class LoraConfig:
+    """Optional LoRA adapters (peft); merged into the base weights when the stage saves `final/`."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    precision: Precision = "auto"  # auto: bf16 where the device supports it, else fp16 on CUDA, else fp32
+    attn_implementation: str = "sdpa"
+    lora: LoraConfig | None = None
+    compile: bool = False  # torch.compile: 6-14% faster after a long compile; for long runs only
+
+
+@dataclass
+class ChatConfig:
+    template: TemplateName = "stage_1"
+    special_tokens: list[str] = field(default_factory=list)  # added to the tokenizer, embeddings resized
+    system_message: str | None = None  # None: the stage's default system message
+
+
+@dataclass
+class TrackingConfig:
+    """Weights & Biases; offline automatically without WANDB_API_KEY, off with training.report_to: none."""
+
+    project: str = "thce-training"
+    entity: str | None = None
+
+
+@dataclass
+class StageConfig:
+    stage: Literal[1, 2, 3]
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    training: dict[str, Any] = field(default_factory=dict)
+    # Not YAML keys: where the config came from and what was overridden, for the resolved copy.
+    source_path: str | None = field(default=None, metadata={"internal": True})
+    overrides: list[str] = field(default_factory=list, metadata={"internal": True})
+
+    @property
+    def trainer_kind(self) -> Literal["sft", "dpo"]:
+        return "dpo" if self.stage == 3 else "sft"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data, in YAML order, without the internal bookkeeping fields."""
+        return {
+            f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if not f.metadata.get("internal")
+        }
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> StageConfig:
+    """Read a stage YAML, apply `section.key=value` overrides, and return the typed, checked config.
+
+    Raises `UserError` naming the file, section and key for anything unknown or of the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override, path)
+    config = _build(StageConfig, raw, section="top level", file=path)
+    config.training = check_training_section(config.training, config.stage, file=path)
+    config.source_path = str(path)
+    config.overrides = list(overrides)
+    return config
+
+
+def apply_override(raw: dict[str, Any], override: str, file: str | os.PathLike = "<overrides>") -> None:
+    """Set `section.key[.key...]=value` in the raw config mapping; list items are addressed by index.
+
+    The value is read as YAML (`true`, `8`, `[a, b]`, `null`), then converted to the field's type when the
+    config is built, so `training.learning_rate=1e-4` ends up a float.
+    """
+    dotted, sep, text = override.partition("=")
+    if not sep or not dotted.strip():
+        raise UserError(f"override {override!r} is not of the form section.key=value")
+    keys = dotted.strip().split(".")
+    value = yaml.safe_load(text) if text.strip() else None
+    node: Any = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise UserError(f"override {override!r}: {'.'.join(keys[:depth])} has no item {key}")
+            key = int(key)  # type: ignore[assignment]
+        elif not isinstance(node, dict):
+            raise UserError(f"override {override!r}: {'.'.join(keys[:depth])} is not a section")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+
+
+def check_training_section(training: dict[str, Any], stage: int, file: str | os.PathLike) -> dict[str, Any]:
+    """Check `training:` against TRL's SFTConfig (stages 1-2) or DPOConfig (stage 3) and convert values.
+
+    Every key must be a field of that class; values are converted to the field's declared type. The class
+    is constructed for real (which runs TRL's own checks) by `training_arguments`.
+    """
+    config_class = training_config_class(stage)
+    known = {f.name: f for f in dataclasses.fields(config_class) if f.init}
+    checked = {}
+    for key, value in training.items():
+        if key not in known:
+            if key in RENAMED_TRAINING_KEYS:
+                hint = f"; TRL 1.x calls it '{RENAMED_TRAINING_KEYS[key]}'"
+            else:
+                close = difflib.get_close_matches(key, known, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(
+                f"{file}: unknown key '{key}' in section 'training' (not a field of trl.{config_class.__name__}){hint}"
+            )
+        checked[key] = _coerce(value, _field_type(config_class, key), where=f"training.{key}", file=file)
+    return checked
+
+
+def training_config_class(stage: int) -> type:
+    """TRL's config class for a stage: SFTConfig for 1-2, DPOConfig for 3 (imports TRL, so torch)."""
+    if stage == 3:
+        from trl import DPOConfig
+
+        return DPOConfig
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def training_arguments(config: StageConfig, **extra: Any) -> Any:
+    """Construct TRL's SFTConfig/DPOConfig from `config.training` (+ `extra`), as the trainer will."""
+    config_class = training_config_class(config.stage)
+    values = {**config.training, **extra}
+    values.setdefault("output_dir", f"outputs/stage_{config.stage}")
+    values.setdefault("seed", config.seed)
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{config.source_path}: section 'training' rejected by trl.{config_class.__name__}: {err}") from err
+
+
+def save_resolved_config(config: StageConfig, directory: str | os.PathLike, name: str = "thce_config.yaml") -> Path:
+    """Write the fully resolved config (with the overrides that produced it) beside a run's outputs."""
+    from thce import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Resolved THCE config (thce {__version__})\n"
+        f"# from: {config.source_path}\n"
+        f"# overrides: {config.overrides or 'none'}\n"
+    )
+    target = directory / name
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building dataclasses from plain data, with conversions and errors that say where.
+
+
+def _build(cls: type, raw: Any, section: str, file: str | os.PathLike) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{file}: section '{section}' must be a mapping, got {type(raw).__name__}: {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(fields)}"
+            raise UserError(f"{file}: unknown key '{key}' in section '{section}'{hint}")
+        where = key if section == "top level" else f"{section}.{key}"
+        values[key] = _coerce(value, hints[key], where=where, file=file)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise UserError(f"{file}: section '{section}' is missing required key(s): {', '.join(missing)}")
+    return cls(**values)
+
+
+def _coerce(value: Any, tp: Any, where: str, file: str | os.PathLike) -> Any:
+    """Convert a YAML value to the declared type `tp`, or raise a UserError saying where and why."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def fail(expected: str) -> typing.NoReturn:
+        raise UserError(f"{file}: '{where}' must be {expected}, got {value!r}")
+
+    if tp is Any or tp is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for member in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, member, where, file)
+            except UserError as err:
+                errors.append(err)
+        if len(errors) == 1:
+            raise errors[0]
+        fail(" or ".join(_type_name(a) for a in args))
+    if value is None:
+        fail(_type_name(tp))
+    if origin is Literal:
+        if value in args:
+            return value
+        fail(f"one of {', '.join(map(repr, args))}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, section=where, file=file)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        fail("true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(float(value)) if float(value).is_integer() else fail("an integer")
+            except ValueError:
+                pass
+        fail("an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        fail("a number")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        fail("a string")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value).value
+        except ValueError:
+            fail(f"one of {', '.join(repr(m.value) for m in tp)}")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, str) and origin is list:  # `--set x=a` for a list field: one item
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            fail("a list")
+        item_type = args[0] if args else Any
+        return [_coerce(v, item_type, f"{where}[{i}]", file) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        value_type = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, value_type, f"{where}.{k}", file) for k, v in value.items()}
+    return value  # a type we do not model (e.g. TRL's callables): TRL checks it on construction
+
+
+def _field_type(config_class: type, name: str) -> Any:
+    try:
+        return typing.get_type_hints(config_class)[name]
+    except Exception:  # some TRL annotations do not resolve at runtime; fall back to the raw annotation
+        annotation = next(f.type for f in dataclasses.fields(config_class) if f.name == name)
+        return annotation if not isinstance(annotation, str) else Any
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(tp)))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
