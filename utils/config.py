@@ -138,7 +138,9 @@ class StageConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data, in YAML order, without the internal bookkeeping fields."""
         return {
-            f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if not f.metadata.get("internal")
+            f.name: _plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if not f.metadata.get("internal")
         }
 
 
@@ -236,10 +238,14 @@ def training_arguments(config: StageConfig, **extra: Any) -> Any:
     try:
         return config_class(**values)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{config.source_path}: section 'training' rejected by trl.{config_class.__name__}: {err}") from err
+        raise UserError(
+            f"{config.source_path}: section 'training' rejected by trl.{config_class.__name__}: {err}"
+        ) from err
 
 
-def save_resolved_config(config: StageConfig, directory: str | os.PathLike, name: str = "thce_config.yaml") -> Path:
+def save_resolved_config(
+    config: StageConfig, directory: str | os.PathLike, name: str = "thce_config.yaml"
+) -> Path:
     """Write the fully resolved config (with the overrides that produced it) beside a run's outputs."""
     from thce import __version__
 
@@ -277,7 +283,9 @@ def _build(cls: type, raw: Any, section: str, file: str | os.PathLike) -> Any:
     missing = [
         name
         for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise UserError(f"{file}: section '{section}' is missing required key(s): {', '.join(missing)}")

@@ -214,7 +214,9 @@ def torch_dtype(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
-def load_model_and_tokenizer(name_or_path: str, precision: str = "fp32", **model_kwargs: Any) -> tuple[Any, Any]:
+def load_model_and_tokenizer(
+    name_or_path: str, precision: str = "fp32", **model_kwargs: Any
+) -> tuple[Any, Any]:
     """Resolve and load a causal LM and its tokenizer, weights in the given precision."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,0 +1,103 @@
+"""Chat templates, system messages, special tokens and the assistant-answer format.
+
+One Jinja file (`templates/medical_chatml.jinja`, ChatML with `{% generation %}` markers) serves all three
+stages; a stage differs only in its default system message, which is prepended to the template as a
+Jinja `set` line so that a saved tokenizer carries it. Stage 3 (DPO) prefers one reasoning answer over
+another, so it shares stage 2's message.
+
+The assistant answer is the one format that training data, the output parser and the evaluator share
+(DESIGN.md section 3):
+
+    <think>free-text reasoning</think>      <- stages 2 and 3 only
+    ICD10: E11.9
+    CPT: 99213
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+SYSTEM_MESSAGES = {
+    "stage_1": "You are a medical coding assistant. Convert clinical narratives to billing codes.",
+    "stage_2": "You are a medical coding expert. Use <think> tags to show your reasoning.",
+    "stage_3": "You are a medical coding expert. Use <think> tags to show your reasoning.",
+}
+THINK_START = "<think>"
+THINK_END = "</think>"
+REASONING_TOKENS = (THINK_START, THINK_END)
+END_OF_TURN = "<|im_end|>"
+# SmolLM2 ships pad = <|im_end|>: padding with the end-of-turn token lets collators mask it out of the
+# loss, and the model never learns to stop. <|endoftext|> (id 0) never occurs inside a conversation.
+PAD_TOKEN = "<|endoftext|>"
+CODE_SYSTEMS = ("ICD10", "CPT", "HCPCS")
+
+
+@cache
+def _base_template() -> str:
+    return (resources.files("thce.utils") / "templates" / "medical_chatml.jinja").read_text(encoding="utf-8")
+
+
+def chat_template(template: str = "stage_1", system_message: str | None = None) -> str:
+    """The Jinja chat template of a stage, with its default system message baked in."""
+    if template not in SYSTEM_MESSAGES:
+        raise ValueError(f"unknown chat template {template!r}; expected one of {', '.join(SYSTEM_MESSAGES)}")
+    message = system_message if system_message is not None else SYSTEM_MESSAGES[template]
+    # json.dumps gives a double-quoted string literal that Jinja parses identically.
+    return "{%- set stage_system_message = " + json.dumps(message) + " -%}\n" + _base_template()
+
+
+def prepare_tokenizer(
+    tokenizer: Any,
+    template: str = "stage_1",
+    special_tokens: Iterable[str] = (),
+    system_message: str | None = None,
+) -> int:
+    """Install the stage's chat template, add special tokens, set a dedicated pad token.
+
+    Returns how many tokens were added to the vocabulary (resize the model with `prepare_model`).
+    """
+    tokenizer.chat_template = chat_template(template, system_message)
+    new_tokens = [t for t in special_tokens if t not in tokenizer.get_vocab()]
+    added = tokenizer.add_special_tokens({"additional_special_tokens": new_tokens}) if new_tokens else 0
+    if PAD_TOKEN in tokenizer.get_vocab():
+        tokenizer.pad_token = PAD_TOKEN
+    elif tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        added += tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    tokenizer.eos_token = END_OF_TURN
+    return added
+
+
+def prepare_model(model: Any, tokenizer: Any) -> None:
+    """Grow the embeddings to the tokenizer (new rows drawn around the mean of the existing ones, so new
+    tokens start as "average" tokens rather than noise) and point the model's pad/eos ids at the
+    tokenizer's."""
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    for config in (model.config, getattr(model, "generation_config", None)):
+        if config is not None:
+            config.pad_token_id = tokenizer.pad_token_id
+            config.eos_token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+
+
+def format_answer(codes: Iterable[Mapping[str, str]], reasoning: str | None = None) -> str:
+    """Render codes (`{"system", "code"}`) and optional reasoning as the assistant answer."""
+    lines = [f"{code['system']}: {code['code']}" for code in codes]
+    body = "\n".join(lines)
+    if reasoning:
+        return f"{THINK_START}{reasoning.strip()}{THINK_END}\n{body}"
+    return body
+
+
+def prompt_messages(text: str, template: str = "stage_1", system_message: str | None = None) -> list[dict]:
+    """The system + user turns for a clinical narrative (TRL's conversational `prompt`)."""
+    message = system_message if system_message is not None else SYSTEM_MESSAGES[template]
+    return [{"role": "system", "content": message}, {"role": "user", "content": text.strip()}]
+
+
+def assistant_messages(codes: Iterable[Mapping[str, str]], reasoning: str | None = None) -> list[dict]:
+    """The assistant turn (TRL's conversational `completion`, `chosen` or `rejected`)."""
+    return [{"role": "assistant", "content": format_answer(codes, reasoning)}]
