@@ -1,0 +1,107 @@
+"""Code systems by name. Each built-in system is imported only when first asked for.
+
+To add a system (NDC, DRG): write one module with a `CodeSystem` subclass and add one line to `BUILTIN`
+(or call `register_code_system` from outside).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from thce.utils.code_systems.base import CodeSystem, echo
+from thce.utils.errors import UserError
+
+# canonical name -> (module:class, aliases). Aliases match ignoring case, spaces, dots, dashes, underscores.
+BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ICD10": ("thce.utils.code_systems.icd10cm:ICD10CM", ("ICD10", "ICD-10-CM", "ICD10CM", "ICD", "ICD-10")),
+    "CPT": (
+        "thce.utils.code_systems.cpt:CPT",
+        ("CPT", "CPT4", "CPT-4", "HCPCS Level I", "HCPCS1", "HCPCS-I"),
+    ),
+    "HCPCS": ("thce.utils.code_systems.hcpcs:HCPCS", ("HCPCS", "HCPCS2", "HCPCS-II", "HCPCS Level II")),
+}
+
+_factories: dict[str, Callable[..., CodeSystem]] = {}
+_aliases: dict[str, str] = {}
+_instances: dict[tuple[str, str | None], CodeSystem] = {}
+# The system name exactly as a caller spelled it -> its default instance: the hot path of validate_code.
+_by_spelling: dict[str, CodeSystem] = {}
+
+
+def _alias_key(name: str) -> str:
+    return re.sub(r"[\s._-]", "", name).upper()
+
+
+def register_code_system(
+    name: str, factory: Callable[..., CodeSystem], aliases: tuple[str, ...] = ()
+) -> None:
+    """Make `factory(code_file=None)` available as `name` (and its aliases)."""
+    _factories[name] = factory
+    for alias in (name, *aliases):
+        _aliases[_alias_key(alias)] = name
+
+
+def _lazy_factory(target: str) -> Callable[..., CodeSystem]:
+    def create(**options: object) -> CodeSystem:
+        module_name, _, class_name = target.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)(**options)
+
+    return create
+
+
+for _name, (_target, _names) in BUILTIN.items():
+    register_code_system(_name, _lazy_factory(_target), _names)
+
+
+def available_systems() -> list[str]:
+    """Canonical names of the registered systems."""
+    return list(_factories)
+
+
+def resolve_system_name(name: object) -> str:
+    """Canonical name for any accepted spelling ("icd-10-cm" -> "ICD10"); `UserError` if unknown."""
+    canonical = _aliases.get(_alias_key(name)) if isinstance(name, str) else None
+    if canonical is None:
+        spellings = ", ".join(sorted({alias for _, aliases in BUILTIN.values() for alias in aliases}))
+        raise UserError(
+            f"unknown code system {echo(name)!r}: use one of {', '.join(available_systems())} "
+            f"(also accepted: {spellings})"
+        )
+    return canonical
+
+
+def get_code_system(name: str, code_file: str | Path | None = None) -> CodeSystem:
+    """The (process-wide, cached) code system called `name`.
+
+    `code_file` points CPT/HCPCS at a code file; without it, THCE_CPT_FILE / THCE_HCPCS_FILE are read
+    the first time the system is asked for. Call `clear_code_system_cache()` after changing them.
+    """
+    if code_file is None:
+        try:
+            return _by_spelling[name]
+        except (KeyError, TypeError):
+            pass
+    canonical = resolve_system_name(name)
+    if code_file is not None and canonical == "ICD10":
+        raise UserError(
+            "ICD-10-CM takes no code file: THCE validates it against the bundled FY2026 tabular list"
+        )
+    key = (canonical, str(Path(code_file).expanduser().resolve()) if code_file is not None else None)
+    system = _instances.get(key)
+    if system is None:
+        system = (
+            _factories[canonical](code_file=code_file) if code_file is not None else _factories[canonical]()
+        )
+        _instances[key] = system
+    if code_file is None:
+        _by_spelling[name] = system
+    return system
+
+
+def clear_code_system_cache() -> None:
+    """Forget the created systems (tests; after changing THCE_CPT_FILE / THCE_HCPCS_FILE)."""
+    _instances.clear()
+    _by_spelling.clear()
