@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from thce import __version__
+from thce.commands import codes as codes_commands
 from thce.commands import model as model_commands
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(model_commands.app, name="model")
+app.command("validate")(codes_commands.validate)
+app.add_typer(codes_commands.app, name="codes")
 
 
 def _print_version(value: bool) -> None:

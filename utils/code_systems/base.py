@@ -150,6 +150,31 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+# Single characters count in codes' descriptions ("type 2", "stage 3", "C1-C4"): bm25s's default pattern drops them.
+TOKEN_PATTERN = r"(?u)\b\w+\b"
+
+
+def light_stem(words: list[str]) -> list[str]:
+    """Fold plurals (fractures -> fracture, injuries -> injury); enough for descriptions, no dependency."""
+    stems = []
+    for word in words:
+        if len(word) > 4 and word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+        stems.append(word)
+    return stems
+
+
+def tokenize(texts: list[str]) -> Any:
+    """The one tokenisation for indexing and querying (bm25s, English stop words, light stemming)."""
+    import bm25s
+
+    return bm25s.tokenize(
+        texts, token_pattern=TOKEN_PATTERN, stopwords="en", stemmer=light_stem, show_progress=False
+    )
+
+
 class CodeSystem(ABC):
     """One code system. Subclasses implement `normalise_with_reason`, `check`, `describe`, `billable_codes`
     and `search_corpus`; `is_valid`, `search` and batch validation come for free."""
@@ -228,12 +253,10 @@ class CodeSystem(ABC):
 
     def search_many(self, queries: Sequence[str], top: int = 10) -> list[list[SearchHit]]:
         """`search` for many queries in one BM25 call (what the baseline evaluator uses)."""
-        import bm25s
-
         if top < 1:
             raise UserError(f"--top must be at least 1 (got {top})")
         retriever, codes = self._search_index()
-        tokens = bm25s.tokenize([query or "" for query in queries], stopwords="en", show_progress=False)
+        tokens = tokenize([query if isinstance(query, str) else "" for query in queries])
         if not tokens.vocab:
             return [[] for _ in queries]
         k = min(top, len(codes))
@@ -253,7 +276,7 @@ class CodeSystem(ABC):
             import bm25s
 
             codes, texts = self.search_corpus()
-            tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
+            tokens = tokenize(texts)
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
             self._bm25, self._bm25_codes = retriever, codes
