@@ -481,11 +481,12 @@ class ICD10CM(CodeSystem):
         return list(self._sorted_billable)
 
     def search_corpus(self) -> tuple[list[str], list[str]]:
-        """Billable codes with their description and own inclusion terms."""
+        """Billable codes with their description and their own inclusion terms and "includes" notes."""
         codes = self.billable_codes()
         texts = []
         for code in codes:
             i = self._index[code]
-            terms = self.tables.notes.get(i, {}).get("inclusion terms", ())
+            notes = self.tables.notes.get(i, {})
+            terms = (*notes.get("inclusion terms", ()), *notes.get("includes", ()))
             texts.append(" ".join((self.tables.descriptions[i], *terms)))
         return codes, texts
