@@ -135,6 +135,7 @@ def _validate_file(
 ) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from thce.utils.code_systems.base import write_atomically
     from thce.utils.code_validator import validate_records
     from thce.utils.errors import UserError
 
@@ -153,24 +154,13 @@ def _validate_file(
         result = validate_records(file, files, on_progress=lambda n: progress.advance(task, n))
     report_path = report_path or file.with_name(f"{file.stem}.validation.json")
     data = result.to_dict()
-    _write_json(report_path, data)
+    write_atomically(report_path, json.dumps(data, indent=2, ensure_ascii=False).encode())
     if json_output:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         _print_report(result, report_path)
     if result.failed or (require_billable and result.not_billable):
         raise typer.Exit(1)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary sibling, then rename: a reader never sees half a report."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        json.dump(data, tmp, indent=2, ensure_ascii=False)
-    os.replace(tmp.name, path)
 
 
 def _print_report(result: RecordsReport, report_path: Path) -> None:

@@ -24,10 +24,8 @@ import bisect
 import hashlib
 import importlib.metadata
 import importlib.util
-import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import combinations
@@ -46,6 +44,7 @@ from thce.utils.code_systems.base import (
     echo,
     edit_distance,
     non_ascii_problem,
+    write_atomically,
 )
 
 # Bump when the pickled layout changes, so older caches are rebuilt rather than misread.
@@ -169,18 +168,11 @@ def load_tables(cache_dir: Path | None) -> Icd10cmTables:
     logger.info("Building the ICD-10-CM tables from simple-icd-10-cm (once; cached afterwards)")
     tables = build_tables()
     if path is not None:
-        _write_atomically(path, pickle.dumps(tables.payload(), protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            write_atomically(path, pickle.dumps(tables.payload(), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError as err:  # a read-only home still validates, only more slowly next time
+            logger.warning(f"Could not write the ICD-10-CM cache {path}: {err}")
     return tables
-
-
-def _write_atomically(path: Path, blob: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-            tmp.write(blob)
-        os.replace(tmp.name, path)
-    except OSError as err:  # a read-only home still validates, only more slowly next time
-        logger.warning(f"Could not write the ICD-10-CM cache {path}: {err}")
 
 
 @cache
