@@ -37,7 +37,9 @@ def write_model_card(directory: Path, config: StageConfig, summary: dict[str, An
         metadata = json.loads(metadata_file.read_text())
         for key in ("total_rows", "sources", "code_system_counts"):
             if key in metadata:
-                data_lines.append(f"- {key.replace('_', ' ').capitalize()}: `{json.dumps(metadata[key])[:400]}`")
+                data_lines.append(
+                    f"- {key.replace('_', ' ').capitalize()}: `{json.dumps(metadata[key])[:400]}`"
+                )
     hyper = "\n".join(
         f"| `{key}` | `{config.training[key]}` |" for key in _CARD_HYPERPARAMETERS if key in config.training
     )

@@ -44,7 +44,9 @@ def load_stage_model(config: StageConfig) -> tuple[Any, Any]:
     model = AutoModelForCausalLM.from_pretrained(
         resolved.path, dtype=torch.float32, attn_implementation=config.model.attn_implementation
     )
-    added = prepare_tokenizer(tokenizer, config.chat.template, config.chat.special_tokens, config.chat.system_message)
+    added = prepare_tokenizer(
+        tokenizer, config.chat.template, config.chat.special_tokens, config.chat.system_message
+    )
     prepare_model(model, tokenizer)
     if added:
         logger.info(f"Added {added} special token(s); embeddings resized to {len(tokenizer)}")

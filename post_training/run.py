@@ -220,7 +220,9 @@ def script_main(trainer_kind: str, argv: list[str] | None = None) -> Path | None
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override"
     )
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None, help="resume (default: config)")
+    parser.add_argument(
+        "--resume", action=argparse.BooleanOptionalAction, default=None, help="resume (default: config)"
+    )
     parser.add_argument("--force", action="store_true", help="delete this stage's earlier outputs first")
     args = parser.parse_args(argv)
 
@@ -230,7 +232,9 @@ def script_main(trainer_kind: str, argv: list[str] | None = None) -> Path | None
         config = load_config(args.config, args.overrides)
         if config.trainer_kind != trainer_kind:
             script = "dpo.py" if config.trainer_kind == "dpo" else "sft.py"
-            raise UserError(f"{args.config} is a stage-{config.stage} config; run it with post_training/{script}")
+            raise UserError(
+                f"{args.config} is a stage-{config.stage} config; run it with post_training/{script}"
+            )
         return train_stage(config, resume=args.resume, force=args.force)
     except UserError as err:
         if os.environ.get("THCE_DEBUG") == "1":

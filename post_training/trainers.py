@@ -34,7 +34,10 @@ class ThceSFTTrainer(SFTTrainer):
         targets = labels[:, 1:].to(logits.device)
         mask = targets != -100
         loss_sum = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
+            logits.float().reshape(-1, logits.size(-1)),
+            targets.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
         )
         num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
         loss = loss_sum / torch.as_tensor(num_tokens, device=loss_sum.device).clamp(min=1)
@@ -51,7 +54,9 @@ class ThceSFTTrainer(SFTTrainer):
                 if "attention_mask" in inputs:
                     batch_tokens = inputs["attention_mask"].sum()
                 else:
-                    batch_tokens = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+                    batch_tokens = torch.tensor(
+                        inputs["input_ids"].numel(), device=inputs["input_ids"].device
+                    )
                 self._total_train_tokens += self.accelerator.gather_for_metrics(batch_tokens).sum().item()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, outputs) if return_outputs else loss

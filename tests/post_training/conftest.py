@@ -9,12 +9,36 @@ from thce.utils.medical_chat_templates import assistant_messages, prompt_message
 
 # A small memorisation set: 8 notes, each with its codes (and a reasoning trace for stages 2-3).
 EXAMPLES = [
-    ("Essential hypertension, on lisinopril.", [("ICD10", "I10")], "Circulatory chapter, hypertensive diseases: I10."),
-    ("Type 2 diabetes without complications.", [("ICD10", "E11.9")], "Endocrine chapter, category E11 (type 2): E11.9."),
-    ("Asthma, mild intermittent, uncomplicated.", [("ICD10", "J45.20")], "Respiratory chapter, asthma J45: J45.20."),
-    ("Hyperlipidemia, unspecified.", [("ICD10", "E78.5")], "Metabolic disorders E70-E88, category E78: E78.5."),
-    ("Office visit, established patient, low complexity.", [("CPT", "99213")], "E/M office visit level 3: 99213."),
-    ("Major depressive disorder, single episode.", [("ICD10", "F32.9")], "Mental chapter, category F32: F32.9."),
+    (
+        "Essential hypertension, on lisinopril.",
+        [("ICD10", "I10")],
+        "Circulatory chapter, hypertensive diseases: I10.",
+    ),
+    (
+        "Type 2 diabetes without complications.",
+        [("ICD10", "E11.9")],
+        "Endocrine chapter, category E11 (type 2): E11.9.",
+    ),
+    (
+        "Asthma, mild intermittent, uncomplicated.",
+        [("ICD10", "J45.20")],
+        "Respiratory chapter, asthma J45: J45.20.",
+    ),
+    (
+        "Hyperlipidemia, unspecified.",
+        [("ICD10", "E78.5")],
+        "Metabolic disorders E70-E88, category E78: E78.5.",
+    ),
+    (
+        "Office visit, established patient, low complexity.",
+        [("CPT", "99213")],
+        "E/M office visit level 3: 99213.",
+    ),
+    (
+        "Major depressive disorder, single episode.",
+        [("ICD10", "F32.9")],
+        "Mental chapter, category F32: F32.9.",
+    ),
     ("Acute pharyngitis, unspecified.", [("ICD10", "J02.9")], "Respiratory chapter, category J02: J02.9."),
     ("Low back pain.", [("ICD10", "M54.50")], "Musculoskeletal chapter, category M54: M54.50."),
 ]
@@ -61,11 +85,14 @@ def write_stage_config(tmp_path: Path, stage: int, model: Path | str, **training
         "seed": 0,
         "data": {"output_dir": str(data_dir)},
         "model": {"name_or_path": str(model), "precision": "fp32"},
-        "chat": {"template": f"stage_{stage}", "special_tokens": [] if stage == 1 else ["<think>", "</think>"]},
+        "chat": {
+            "template": f"stage_{stage}",
+            "special_tokens": [] if stage == 1 else ["<think>", "</think>"],
+        },
         "training": {
             "output_dir": str(tmp_path / f"outputs/stage_{stage}"),
             "per_device_train_batch_size": 8,
-            "learning_rate": 5e-3 if stage < 3 else 5e-4,
+            "learning_rate": 2e-2 if stage < 3 else 5e-4,
             "num_train_epochs": 1,
             "max_steps": 12,
             "logging_steps": 1,
@@ -75,7 +102,7 @@ def write_stage_config(tmp_path: Path, stage: int, model: Path | str, **training
             "max_length": None if stage < 3 else 256,
             "lr_scheduler_type": "constant",
             "warmup_steps": 0,
-            **({"padding_free": True} if stage < 3 else {}),
+            **({"padding_free": True} if stage < 3 else {"loss_type": ["apo_zero"], "beta": 0.1}),
             **training,
         },
     }
