@@ -74,6 +74,32 @@ class PreprocessConfig:
     invalid_codes: Literal["drop", "flag", "keep"] = "drop"
     min_text_chars: int = 10
     max_text_chars: int = 20_000
+    require_billable: bool = True  # ICD-10-CM answers must be billable (leaf) codes, not headings
+    phi_engine: Literal["presidio", "rules"] = "presidio"  # rules: the pattern rules only, no NER (fast)
+
+
+@dataclass
+class SplitConfig:
+    """Held-out evaluation splits written beside train.parquet (all deterministic for the stage seed)."""
+
+    heldout_code_fraction: float = 0.02  # share of codes never seen in train (hash of code + seed)
+    test_seen_fraction: float = 0.015  # share of the other records kept out of train for test_seen.jsonl
+    validation_fraction: float = 0.01
+    max_test_records: int = 2000  # cap per test file; further held-out-code records are dropped
+    max_validation_records: int = 1000
+
+
+@dataclass
+class QualityConfig:
+    """Thresholds `thce quality` (and `collect`) check; a failing one makes the command exit non-zero."""
+
+    min_code_validity: float = 1.0
+    max_duplicate_rate: float = 0.0
+    max_phi_residue_rate: float = 0.001
+    min_english_rate: float = 0.95
+    min_reasoning_rate: float = 1.0  # stage 2 and 3 only
+    min_preference_consistency: float = 1.0  # stage 3 only
+    language_sample: int = 1000  # langdetect is slow (~5 ms a text): it checks a seeded sample
 
 
 @dataclass
@@ -81,6 +107,10 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     output_dir: str = "data/artefacts/stage_1_final"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    row_group_size: int = 10_000  # fixed, so the same seed gives byte-identical parquet
+    save_to_disk: bool = False  # also write a `datasets` save_to_disk copy under hf_dataset/
 
 
 @dataclass
@@ -174,7 +204,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         raise UserError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     for override in overrides:
         apply_override(raw, override, path)
-    config = _build(StageConfig, raw, section="top level", file=path)
+    config = build_dataclass(StageConfig, raw, section="top level", file=path)
     config.training = check_training_section(config.training, config.stage, file=path)
     config.source_path = str(path)
     config.overrides = list(overrides)
@@ -281,7 +311,8 @@ def save_resolved_config(
 # Building dataclasses from plain data, with conversions and errors that say where.
 
 
-def _build(cls: type, raw: Any, section: str, file: str | os.PathLike) -> Any:
+def build_dataclass(cls: type, raw: Any, section: str, file: str | os.PathLike) -> Any:
+    """Build dataclass `cls` from a mapping, converting values by type and rejecting unknown keys."""
     if not isinstance(raw, dict):
         raise UserError(f"{file}: section '{section}' must be a mapping, got {type(raw).__name__}: {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
@@ -335,7 +366,7 @@ def _coerce(value: Any, tp: Any, where: str, file: str | os.PathLike) -> Any:
             return value
         fail(f"one of {', '.join(map(repr, args))}")
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, section=where, file=file)
+        return build_dataclass(tp, value, section=where, file=file)
     if tp is bool:
         if isinstance(value, bool):
             return value

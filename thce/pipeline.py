@@ -1,0 +1,185 @@
+"""The main job, `thce pipeline --config configs/demo.yaml`: collect -> SFT 1 -> SFT 2 -> DPO -> evaluate.
+
+A pipeline file names the three stage configs and how to evaluate:
+
+    stages: [configs/demo_stage_1.yaml, configs/demo_stage_2.yaml, configs/demo_stage_3.yaml]
+    evaluation_config: configs/eval.yaml
+    evaluation: {datasets: [...], limit: 200, baselines: [keyword]}   # EvalConfig fields
+    evaluate_base_model: true
+    results_dir: results/demo
+
+Every step is resumable: a stage's data is re-collected only when missing or collected from another config,
+a stage is re-trained only when its `final/` is missing or was trained from another config (an interrupted
+training run resumes from its newest checkpoint), and an evaluation is re-run only when its model is newer
+than its results. `--force` redoes everything. This module sits in the CLI layer because it is the one
+place that wires data, training and evaluation together.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from loguru import logger
+
+from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config
+from thce.utils.errors import UserError
+from thce.utils.models import EMBEDDED_MODEL_ID
+
+HEADLINE = ("exact_match", "category_match", "f1_micro", "validity_rate")
+
+
+@dataclass
+class PipelineConfig:
+    stages: list[str]
+    evaluation_config: str | None = "configs/eval.yaml"
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluate_base_model: bool = True
+    base_model: str = EMBEDDED_MODEL_ID
+    results_dir: str = "results/pipeline"
+
+
+def load_pipeline_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pipeline config not found: {path}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    for override in overrides:
+        apply_override(raw, override, path)
+    config = build_dataclass(PipelineConfig, raw, section="top level", file=path)
+    if not config.stages:
+        raise UserError(f"{path}: 'stages' lists no stage configs")
+    return config
+
+
+def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), force: bool = False) -> dict:
+    """Run every step of the pipeline described by `path`; return (and write) the per-stage summary."""
+    pipeline = load_pipeline_config(path, overrides)
+    stages = [load_config(stage_path) for stage_path in pipeline.stages]
+    results_dir = Path(pipeline.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    for config in stages:
+        step = time.perf_counter()
+        _collect(config, force)
+        timings[f"collect_stage_{config.stage}"] = time.perf_counter() - step
+    finals: dict[str, Path] = {}
+    for config in stages:
+        step = time.perf_counter()
+        finals[f"stage_{config.stage}"] = _train(config, force)
+        timings[f"train_stage_{config.stage}"] = time.perf_counter() - step
+
+    models: dict[str, str | Path] = {}
+    if pipeline.evaluate_base_model:
+        models["base"] = pipeline.base_model
+    models.update(finals)
+    evaluations = {}
+    for name, model in models.items():
+        step = time.perf_counter()
+        evaluations[name] = _evaluate(pipeline, name, model, results_dir, force)
+        timings[f"evaluate_{name}"] = time.perf_counter() - step
+    timings["total"] = time.perf_counter() - started
+
+    summary = _summary(pipeline, stages, finals, evaluations, timings)
+    (results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (results_dir / "summary.md").write_text(summary_table(summary) + "\n")
+    return summary
+
+
+def _collect(config: StageConfig, force: bool) -> None:
+    from thce.data.data_collection import collect
+
+    output = Path(config.data.output_dir)
+    marker = output / "thce_config.yaml"
+    if not force and (output / "train.parquet").is_file() and _same_config(marker, config):
+        logger.info(f"Stage {config.stage} data: up to date in {output}")
+        return
+    logger.info(f"Stage {config.stage} data: collecting into {output}")
+    collect(config)
+    from thce.utils.config import save_resolved_config
+
+    save_resolved_config(config, output)
+
+
+def _train(config: StageConfig, force: bool) -> Path:
+    from thce.post_training.run import RESOLVED_CONFIG, train_stage
+
+    output = Path(config.training.get("output_dir", f"outputs/stage_{config.stage}"))
+    final = output / "final"
+    if (
+        not force
+        and (final / "model.safetensors").is_file()
+        and _same_config(final / RESOLVED_CONFIG, config)
+    ):
+        logger.info(f"Stage {config.stage}: already trained ({final})")
+        return final
+    if final.exists() and not force:
+        logger.info(f"Stage {config.stage}: {final} was trained from another config; training again")
+    # A changed config invalidates this stage's checkpoints too; an unchanged one resumes from them.
+    stale = (output / RESOLVED_CONFIG).is_file() and not _same_config(output / RESOLVED_CONFIG, config)
+    return train_stage(config, force=force or stale)
+
+
+def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_dir: Path, force: bool) -> dict:
+    from thce.evaluation.evaluate_model import evaluate
+
+    output = results_dir / f"{name}_eval.json"
+    model_path = Path(model)
+    fresh = output.is_file() and (
+        not model_path.exists() or output.stat().st_mtime > model_path.stat().st_mtime
+    )
+    if fresh and not force:
+        logger.info(f"Evaluation of {name}: up to date ({output})")
+        return json.loads(output.read_text())
+    logger.info(f"Evaluating {name} ({model})")
+    return evaluate(model, output=output, config=pipeline.evaluation_config, **pipeline.evaluation)
+
+
+def _same_config(saved: Path, config: StageConfig) -> bool:
+    if not saved.is_file():
+        return False
+    return yaml.safe_load(saved.read_text()) == config.to_dict()
+
+
+def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
+    rows = []
+    for name, result in evaluations.items():
+        row: dict[str, Any] = {"model": name}
+        if name in finals:
+            summary_file = finals[name] / "training_summary.json"
+            training = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+            row["train_loss"] = training.get("metrics", {}).get("train_loss")
+            row["train_examples"] = training.get("train_examples")
+            row["train_seconds"] = training.get("wall_seconds")
+        metrics = result.get("metrics", {})
+        row.update({key: metrics.get(key) for key in HEADLINE})
+        row["examples"] = result.get("n_examples") or result.get("dataset", {}).get("n_examples")
+        rows.append(row)
+    return {"pipeline": [str(p) for p in pipeline.stages], "rows": rows, "timings_seconds": timings}
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The per-stage results as a Markdown table."""
+    columns = ["model", "train_examples", "train_loss", "train_seconds", *HEADLINE]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in summary["rows"]:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, float):
+                cells.append(f"{value:.3f}" if column != "train_seconds" else f"{value:.0f}")
+            else:
+                cells.append("" if value is None else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    total = summary["timings_seconds"].get("total")
+    if total is not None:
+        lines.append(f"\nTotal wall time: {total / 60:.1f} min")
+    return "\n".join(lines)
