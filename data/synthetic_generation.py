@@ -612,6 +612,8 @@ def reasoning_trace(info: CodeInfo, brief: bool = False) -> str:
     parts.append(f"Chapter {chapter_number}: {chapter_description}.")
     if not brief:
         parts.append(f"Block {block_code}: {block_description.replace(f' ({block_code})', '')}.")
+    if not info.path:  # a category without subdivisions (I10, C61) is itself the billable code
+        parts.append(f"Category {info.code}: {info.description}; it has no subdivisions.")
     for node_code, node_description, level in info.path:
         if level == "category":
             parts.append(f"Category {node_code}: {node_description}.")

@@ -96,7 +96,7 @@ class QualityConfig:
     min_code_validity: float = 1.0
     max_duplicate_rate: float = 0.0
     max_phi_residue_rate: float = 0.001
-    min_english_rate: float = 0.95
+    min_english_rate: float = 0.9  # langdetect reads terse clinical jargon as Latin languages now and then
     min_reasoning_rate: float = 1.0  # stage 2 and 3 only
     min_preference_consistency: float = 1.0  # stage 3 only
     language_sample: int = 1000  # langdetect is slow (~5 ms a text): it checks a seeded sample

@@ -251,6 +251,7 @@ _STREET_SUFFIXES = (
     "Wall|Way|Ways|Well|Wells"
 )
 _CAP = r"[A-Z][A-Za-z'’.-]*"
+_FACILITY_WORD = r"[A-Z][A-Za-z'’-]*"  # no dots: "NOS. Hospital course" is two sentences
 _NAME_WORD = r"(?:[A-Z][A-Za-z'’]*[a-z](?:-[A-Z][A-Za-z'’]*[a-z])?|[A-Z]\.)"  # Smith, McDonald, O'Neil, D.
 _NAME = _NAME_WORD + r"(?:[ \t]+(?:(?:de|del|la|van|von|der|da|di|le)[ \t]+)?" + _NAME_WORD + r"){0,3}"
 _NAME_SUFFIX = r"(?:,?[ \t]+(?:Jr\.?|Sr\.?|II|III|IV|MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PhD|DDS|DVM))*"
@@ -352,7 +353,7 @@ RULES: tuple[_Rule, ...] = (
         "FACILITY",
         _rx(
             r"\b(?:(?:St\.?|Saint)[ \t]+)?(?:"
-            + _CAP
+            + _FACILITY_WORD
             + r"[ \t]+){1,4}(?:Regional[ \t]+|Memorial[ \t]+|General[ \t]+|"
             r"Community[ \t]+|University[ \t]+|Children['’]s[ \t]+)*(?:Hospital|Medical[ \t]+Center|Medical[ \t]+Centre|"
             r"Clinic|Health[ \t]+System|Health[ \t]+Center|Healthcare|Infirmary|Nursing[ \t]+Home|Hospice|"
@@ -372,7 +373,9 @@ RULES: tuple[_Rule, ...] = (
         _rx(
             r"(?i:\b(?:patient(?:['’]s)?(?: name)?|pt(?: name)?|name|seen by|attending|physician|provider|"
             r"referred by|signed by|dictated by|son|daughter|wife|husband|spouse|mother|father|contact|"
-            r"emergency contact|guardian|caregiver|accompanied by)\s*[:,-]?[ \t]+)(?P<phi>" + _NAME + r")"
+            r"emergency contact|guardian|caregiver|accompanied by|discussed with|reviewed with|spoke with)\s*[:,-]?[ \t]+)(?P<phi>"
+            + _NAME
+            + r")"
         ),
         "phi",
     ),
@@ -429,6 +432,15 @@ _NOT_NAMES = frozenset(
         "none",
         "status",
         "post",
+        "dr",
+        "doctor",
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "prof",
+        "nurse",
     ]
 )
 

@@ -1,0 +1,481 @@
+"""Data collection: sources -> preprocessing -> split -> shuffle -> `data/artefacts/stage_N_final/`.
+
+What `thce collect --config configs/stage_N.yaml` writes (DESIGN.md section 3):
+    train.parquet          trainer-ready rows (TRL conversational) + id, source (+ rejection_kind)
+    validation.parquet     same shape, small
+    test_seen.jsonl        canonical records of in-distribution codes, kept out of train
+    test_unseen.jsonl      canonical records whose codes are held out of train entirely
+    dataset_metadata.json  requested vs actual per source, drops by reason, code-system counts, splits
+    README.md              dataset card
+    thce_config.yaml       the resolved config
+
+Memory stays bounded whatever the size: records stream from the sources through preprocessing into
+spill files, one per shuffle bucket (a seeded hash of the record id picks the bucket); each bucket is
+then shuffled in memory and appended to the parquet file with a fixed row-group size. Only one bucket
+(~25k rows) and a set of 8-byte text hashes (for exact-duplicate removal) are held at once.
+
+Held-out codes: a code is held out when a seeded hash of it falls under `split.heldout_code_fraction`;
+the seed is the stage config's, so stages 1-3 with the same seed hold out the same codes. A record with
+any held-out code never reaches train: it goes to test_unseen (up to the cap) or is dropped.
+
+Everything is written to a temporary directory beside the output and renamed into place at the end, so
+a failed run leaves the previous `stage_N_final` intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from thce.data.preprocess_medical import (
+    Preprocessor,
+    answer_codes,
+    log_invalid,
+    to_canonical_test_record,
+    to_trainer_row,
+)
+from thce.data.sources import check_source, read_source, source_name
+from thce.utils.config import StageConfig
+from thce.utils.errors import UserError
+
+BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
+BUCKET_ROWS = 25_000  # target rows per shuffle bucket
+
+
+def _unit_hash(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts (independent of PYTHONHASHSEED)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def is_heldout_code(code: str, seed: int, fraction: float) -> bool:
+    """Whether a code belongs to the held-out set (never in train) for this seed."""
+    return fraction > 0 and _unit_hash("heldout", seed, code) < fraction
+
+
+def message_type() -> Any:
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def trainer_schema(stage: int) -> Any:
+    """The parquet schema of train/validation for a stage."""
+    import pyarrow as pa
+
+    messages = message_type()
+    if stage == 3:
+        fields = [("prompt", messages), ("chosen", messages), ("rejected", messages)]
+        fields += [("id", pa.string()), ("source", pa.string()), ("rejection_kind", pa.string())]
+    else:
+        fields = [
+            ("prompt", messages),
+            ("completion", messages),
+            ("id", pa.string()),
+            ("source", pa.string()),
+        ]
+    return pa.schema(fields)
+
+
+@dataclass
+class CollectResult:
+    output_dir: Path
+    metadata: dict[str, Any]
+
+
+class _SplitWriter:
+    """Routes processed records to train buckets, validation, test_seen and test_unseen."""
+
+    def __init__(self, config: StageConfig, workdir: Path, n_buckets: int) -> None:
+        self.config = config
+        self.split = config.data.split
+        self.workdir = workdir
+        self.n_buckets = n_buckets
+        self.buckets = [
+            open(workdir / f"bucket_{i:04d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            for i in range(n_buckets)
+        ]
+        self.test_seen = open(workdir / "test_seen.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.test_unseen = open(workdir / "test_unseen.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.validation: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.heldout_codes: set[str] = set()
+        self.train_codes: Counter[str] = Counter()
+        self.code_systems: Counter[str] = Counter()
+        self.rejection_kinds: Counter[str] = Counter()
+
+    def add(self, record: dict[str, Any]) -> str:
+        seed = self.config.seed
+        codes = answer_codes(record)
+        heldout = [
+            c["code"] for c in codes if is_heldout_code(c["code"], seed, self.split.heldout_code_fraction)
+        ]
+        if heldout:
+            self.heldout_codes.update(heldout)
+            if self.counts["test_unseen"] < self.split.max_test_records:
+                return self._write_test(self.test_unseen, record, "test_unseen")
+            self.counts["heldout_overflow_dropped"] += 1
+            return "heldout_overflow_dropped"
+        u = _unit_hash("split", seed, record["id"], record["text"])
+        if u < self.split.test_seen_fraction and self.counts["test_seen"] < self.split.max_test_records:
+            return self._write_test(self.test_seen, record, "test_seen")
+        if (
+            u < self.split.test_seen_fraction + self.split.validation_fraction
+            and len(self.validation) < self.split.max_validation_records
+        ):
+            self.validation.append(self._row(record))
+            self.counts["validation"] += 1
+            return "validation"
+        bucket = int(_unit_hash("bucket", seed, record["id"]) * self.n_buckets)
+        self.buckets[bucket].write(json.dumps(self._row(record), ensure_ascii=False) + "\n")
+        self.counts["train"] += 1
+        for code in codes:
+            self.train_codes[code["code"]] += 1
+            self.code_systems[code["system"]] += 1
+        if "rejection_kind" in record:
+            self.rejection_kinds[record["rejection_kind"]] += 1
+        return "train"
+
+    def _row(self, record: dict[str, Any]) -> dict[str, Any]:
+        return to_trainer_row(
+            record, self.config.stage, self.config.chat.template, self.config.chat.system_message
+        )
+
+    def _write_test(self, handle: Any, record: dict[str, Any], name: str) -> str:
+        handle.write(json.dumps(to_canonical_test_record(record), ensure_ascii=False) + "\n")
+        self.counts[name] += 1
+        return name
+
+    def close(self) -> None:
+        for handle in [*self.buckets, self.test_seen, self.test_unseen]:
+            handle.close()
+
+
+def _write_parquet(
+    rows_by_bucket: Iterator[list[dict[str, Any]]], path: Path, stage: int, row_group_size: int
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = trainer_schema(stage)
+    written = 0
+    pending: list[dict[str, Any]] = []
+    # No pandas metadata, no timestamps: the same rows give the same bytes.
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for rows in rows_by_bucket:
+            pending.extend(rows)
+            while len(pending) >= row_group_size:
+                chunk, pending = pending[:row_group_size], pending[row_group_size:]
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema), row_group_size=row_group_size)
+                written += len(chunk)
+        if pending or written == 0:
+            writer.write_table(pa.Table.from_pylist(pending, schema=schema), row_group_size=row_group_size)
+            written += len(pending)
+    return written
+
+
+def _shuffled_buckets(workdir: Path, n_buckets: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+    for i in range(n_buckets):
+        path = workdir / f"bucket_{i:04d}.jsonl"
+        with path.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        random.Random(f"shuffle:{seed}:{i}").shuffle(rows)
+        path.unlink()
+        yield rows
+
+
+def collect(
+    config: StageConfig, output_dir: str | os.PathLike | None = None, progress: bool = True
+) -> CollectResult:
+    """Build a stage's dataset from its config; see the module docstring for what is written."""
+    data = config.data
+    if not data.sources:
+        raise UserError(f"{config.source_path}: data.sources is empty; nothing to collect")
+    for index, source in enumerate(data.sources):
+        check_source(source, index, config.source_path)
+    output = Path(output_dir or data.output_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        metadata = _collect_into(config, workdir, progress)
+        _swap_into_place(workdir, output)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    logger.info(f"wrote {output} ({metadata['splits']})")
+    return CollectResult(output, metadata)
+
+
+def _swap_into_place(workdir: Path, output: Path) -> None:
+    old = output.with_name(f".{output.name}.old-{os.getpid()}")
+    if output.exists():
+        output.rename(old)
+    workdir.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _estimated_rows(source: Any) -> int:
+    """Rows a source will give (for the progress bar and the number of shuffle buckets)."""
+    if source.entries is not None:
+        return source.entries
+    path = Path(source.path or "")
+    size = path.stat().st_size if path.is_file() else 50_000_000
+    return max(1, size // 500)
+
+
+def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from thce.data.synthetic_generation import is_phi_free
+
+    data = config.data
+    estimate = sum(_estimated_rows(s) for s in data.sources)
+    n_buckets = max(1, math.ceil(estimate / BUCKET_ROWS))
+    writer = _SplitWriter(config, workdir, n_buckets)
+    preprocessor = Preprocessor(data.preprocess, config.stage)
+    seen_texts: set[bytes] = set()
+    shown_invalid: Counter[str] = Counter()
+    source_reports = []
+    bar = tqdm(
+        total=estimate,
+        desc=f"collect stage {config.stage}",
+        unit="rec",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    try:
+        for index, source in enumerate(data.sources):
+            name = source_name(source, index)
+            phi_free = (
+                is_phi_free(source.generator, source.options)
+                if source.kind == "synthetic"
+                else bool(source.options.get("phi_free", False))
+            )
+            counts: Counter[str] = Counter()
+            first_invalid: str | None = None
+            batch: list[tuple[dict[str, Any], str]] = []
+
+            def flush(
+                batch: list[tuple[dict[str, Any], str]],
+                counts: Counter[str] = counts,
+                name: str = name,
+                phi_free: bool = phi_free,
+            ) -> str | None:
+                first = None
+                results = preprocessor.process_batch([r for r, _ in batch], phi_free=phi_free)
+                for (_, location), result in zip(batch, results, strict=True):
+                    log_invalid(location, result.invalid, shown_invalid, name)
+                    if result.invalid and first is None:
+                        first = f"{location} {result.invalid[0]['code']!r}"
+                    if result.record is None:
+                        counts[f"dropped_{result.dropped}"] += 1
+                        continue
+                    key = hashlib.blake2b(result.record["text"].encode(), digest_size=8).digest()
+                    if key in seen_texts:
+                        counts["dropped_duplicate"] += 1
+                        continue
+                    seen_texts.add(key)
+                    counts[writer.add(result.record)] += 1
+                    counts["kept"] += 1
+                bar.update(len(batch))
+                return first
+
+            for item in read_source(source, index, config.seed):
+                counts["read"] += 1
+                batch.append((item.record, item.location))
+                if len(batch) >= BATCH:
+                    first_invalid = first_invalid or flush(batch)
+                    batch = []
+            if batch:
+                first_invalid = first_invalid or flush(batch)
+            if counts["kept"] == 0:
+                reasons = {k: v for k, v in counts.items() if k.startswith("dropped_")}
+                detail = f"; first invalid code at {first_invalid}" if first_invalid else ""
+                raise UserError(
+                    f"source {name} ({source.path or source.generator}) produced no usable records "
+                    f"({counts['read']} read, dropped: {reasons}){detail}"
+                )
+            source_reports.append(
+                {
+                    "index": index,
+                    "name": name,
+                    "kind": source.kind,
+                    "path": source.path,
+                    "generator": source.generator,
+                    "requested": source.entries,
+                    "read": counts["read"],
+                    "kept": counts["kept"],
+                    "splits": {k: counts[k] for k in ("train", "validation", "test_seen", "test_unseen")},
+                    "dropped": {
+                        k.removeprefix("dropped_"): v
+                        for k, v in sorted(counts.items())
+                        if k.startswith("dropped_")
+                    }
+                    | (
+                        {"heldout_overflow": counts["heldout_overflow_dropped"]}
+                        if counts["heldout_overflow_dropped"]
+                        else {}
+                    ),
+                    "phi_free": phi_free,
+                    "phi_scrubbed": data.preprocess.scrub_phi and not phi_free,
+                }
+            )
+            logger.info(f"source {name}: {counts['read']} read, {counts['kept']} kept")
+    finally:
+        bar.close()
+        writer.close()
+
+    train_rows = _write_parquet(
+        _shuffled_buckets(workdir, n_buckets, config.seed),
+        workdir / "train.parquet",
+        config.stage,
+        data.row_group_size,
+    )
+    if writer.validation:
+        random.Random(f"validation:{config.seed}").shuffle(writer.validation)
+        _write_parquet(
+            iter([writer.validation]), workdir / "validation.parquet", config.stage, data.row_group_size
+        )
+    if data.save_to_disk:
+        from datasets import Dataset
+
+        Dataset.from_parquet(str(workdir / "train.parquet")).save_to_disk(str(workdir / "hf_dataset"))
+
+    duplicates = sum(r["dropped"].get("duplicate", 0) for r in source_reports)
+    invalid = sum(r["dropped"].get("invalid_codes", 0) for r in source_reports)
+    metadata = {
+        "stage": config.stage,
+        "seed": config.seed,
+        "format": "trl-conversational-preference"
+        if config.stage == 3
+        else "trl-conversational-prompt-completion",
+        "chat_template": config.chat.template,
+        "sources": source_reports,
+        "splits": {
+            "train": train_rows,
+            "validation": len(writer.validation),
+            "test_seen": writer.counts["test_seen"],
+            "test_unseen": writer.counts["test_unseen"],
+        },
+        "duplicates_dropped": duplicates,
+        "invalid_dropped": invalid,
+        "heldout": {
+            "code_fraction": data.split.heldout_code_fraction,
+            "codes_seen_in_sources": len(writer.heldout_codes),
+            "overflow_dropped": writer.counts["heldout_overflow_dropped"],
+            "rule": "blake2b('heldout', seed, code) < code_fraction; same seed -> same codes in every stage",
+        },
+        "code_systems": dict(sorted(writer.code_systems.items())),
+        "distinct_train_codes": len(writer.train_codes),
+        "top_train_codes": dict(writer.train_codes.most_common(20)),
+        "rejection_kinds": dict(sorted(writer.rejection_kinds.items())),
+        "preprocess": {
+            "normalize_text": data.preprocess.normalize_text,
+            "scrub_phi": data.preprocess.scrub_phi,
+            "phi_engine": data.preprocess.phi_engine,
+            "invalid_codes": data.preprocess.invalid_codes,
+            "require_billable": data.preprocess.require_billable,
+            "phi_note": "synthetic template sources are generated without PHI (phi_free) and are not scrubbed; "
+            "every other source is scrubbed when scrub_phi is true",
+        },
+        "files": {},
+    }
+    from thce.utils.config import save_resolved_config
+
+    save_resolved_config(config, workdir)
+    (workdir / "README.md").write_text(dataset_card(config, metadata), encoding="utf-8")
+    metadata["files"] = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(workdir.iterdir())
+        if p.is_file() and p.suffix in (".parquet", ".jsonl")
+    }
+    (workdir / "dataset_metadata.json").write_text(
+        json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return metadata
+
+
+def dataset_card(config: StageConfig, metadata: dict[str, Any]) -> str:
+    """A Markdown dataset card for the artefact directory (and the hub)."""
+    stage = config.stage
+    kind = {1: "non-reasoning SFT", 2: "reasoning SFT", 3: "DPO preference pairs"}[stage]
+    rows = "\n".join(
+        f"| {s['name']} | {s['kind']} | {s['requested'] if s['requested'] is not None else 'all'} | {s['read']} | "
+        f"{s['kept']} | {', '.join(f'{k}: {v}' for k, v in s['dropped'].items()) or '-'} | "
+        f"{'no (PHI-free synthetic)' if s['phi_free'] else 'yes' if s['phi_scrubbed'] else 'no'} |"
+        for s in metadata["sources"]
+    )
+    splits = metadata["splits"]
+    columns = (
+        "prompt, chosen, rejected, id, source, rejection_kind"
+        if stage == 3
+        else "prompt, completion, id, source"
+    )
+    return f"""---
+license: apache-2.0
+language: [en]
+task_categories: [text-generation]
+tags: [medical-coding, icd-10-cm, thce]
+pretty_name: THCE stage {stage} ({kind})
+---
+# THCE stage {stage} dataset ({kind})
+
+Clinical narratives paired with ICD-10-CM (and CPT/HCPCS) billing codes, built by `thce collect` from
+`{config.source_path}` (seed {config.seed}). Trainer-ready in TRL's conversational format
+(`train.parquet`, `validation.parquet`: {columns}); evaluation files are canonical THCE records
+(`test_seen.jsonl`: held out of train, in-distribution codes; `test_unseen.jsonl`: codes held out of
+train entirely).
+
+| split | rows |
+| --- | --- |
+| train | {splits["train"]} |
+| validation | {splits["validation"]} |
+| test_seen | {splits["test_seen"]} |
+| test_unseen | {splits["test_unseen"]} |
+
+## Sources
+
+| source | kind | requested | read | kept | dropped | PHI scrubbed |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+Synthetic records are generated from the official CDC ICD-10-CM FY2026 tabular list (descriptions,
+inclusion terms, 7th-character meanings, hierarchy and Excludes1 notes); they describe no real patient.
+Every answer code was checked by the THCE code validator (billable ICD-10-CM codes only).
+Duplicates dropped: {metadata["duplicates_dropped"]}; records with invalid codes dropped: {metadata["invalid_dropped"]}.
+Full counts: `dataset_metadata.json`.
+"""
+
+
+def push_to_hub(directory: str | os.PathLike, repo_id: str, private: bool = True) -> str:
+    """Upload an artefact directory as a dataset repo; a clear UserError without a token or network."""
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise UserError(
+            "--push-to-hub needs a Hugging Face token: set HF_TOKEN (e.g. in .env) or run `hf auth login`"
+        )
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError("--push-to-hub: HF_HUB_OFFLINE=1 is set; unset it to upload")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(directory), repo_id=repo_id, repo_type="dataset")
+    except Exception as err:  # connection, auth and HTTP errors alike
+        raise UserError(
+            f"--push-to-hub {repo_id}: the hub is unreachable or refused the upload ({type(err).__name__}: {err})"
+        ) from err
+    return f"https://huggingface.co/datasets/{repo_id}"

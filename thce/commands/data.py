@@ -1,0 +1,209 @@
+"""`thce generate | collect | preprocess | quality`: the data pipeline verbs (thin; logic in thce.data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Stage config YAML (configs/stage_N.yaml).")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
+]
+
+
+def _load(config: Path, overrides: list[str] | None):
+    from thce.utils.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+def generate(
+    config: ConfigOption,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="JSONL to write (default data/raw/stage_N_synthetic.jsonl)."),
+    ] = None,
+    entries: Annotated[
+        int | None,
+        typer.Option("--entries", "-n", help="Records per synthetic source (default: the config's)."),
+    ] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Generate the config's synthetic sources as canonical (or preference) JSONL records."""
+    import json
+    import os
+
+    from tqdm import tqdm
+
+    from thce.data.synthetic_generation import generate_records
+    from thce.utils.errors import UserError
+
+    stage_config = _load(config, overrides)
+    sources = [s for s in stage_config.data.sources if s.kind == "synthetic"]
+    if not sources:
+        raise UserError(f"{config}: no synthetic source in data.sources")
+    target = output or Path(f"data/raw/stage_{stage_config.stage}_synthetic.jsonl")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    written = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for source in sources:
+                count = entries if entries is not None else source.entries or 0
+                records = generate_records(source.generator, count, stage_config.seed, source.options)
+                for record in tqdm(records, total=count, desc=source.generator, unit="rec"):
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    written += 1
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    typer.echo(f"wrote {written} records to {target}")
+
+
+def collect(
+    config: ConfigOption,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Default: the config's data.output_dir.")
+    ] = None,
+    push_to_hub: Annotated[
+        str | None, typer.Option("--push-to-hub", help="Upload the result to this hub dataset repo.")
+    ] = None,
+    skip_quality: Annotated[
+        bool, typer.Option("--skip-quality", help="Do not run the quality checks afterwards.")
+    ] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Read, preprocess, split and shuffle the config's sources into data/artefacts/stage_N_final/."""
+    import json
+
+    from thce.data.data_collection import collect as run_collect
+    from thce.data.data_collection import push_to_hub as upload
+    from thce.utils.data_quality import check_dataset, format_summary
+
+    stage_config = _load(config, overrides)
+    result = run_collect(stage_config, output_dir)
+    splits = result.metadata["splits"]
+    typer.echo(f"wrote {result.output_dir}: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
+    if not skip_quality:
+        report = check_dataset(
+            result.output_dir / "train.parquet",
+            stage_config.stage,
+            stage_config.data.quality,
+            stage_config.seed,
+        )
+        (result.output_dir / "quality_report.json").write_text(
+            json.dumps(report, indent=2) + "\n", encoding="utf-8"
+        )
+        typer.echo(format_summary(report))
+        if not report["passed"]:
+            raise typer.Exit(1)
+    if push_to_hub:
+        typer.echo(f"uploaded to {upload(result.output_dir, push_to_hub)}")
+
+
+def preprocess(
+    config: ConfigOption,
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Canonical or preference JSONL.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL to write.")],
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="chat: trainer-ready rows for the stage; canonical: cleaned records."),
+    ] = "chat",
+    overrides: SetOption = None,
+) -> None:
+    """Normalise, PHI-scrub, validate codes and chat-format one JSONL file (what collect does per source)."""
+    import json
+    import os
+    from collections import Counter
+
+    from thce.data.preprocess_medical import Preprocessor, log_invalid, to_trainer_row
+    from thce.data.sources import read_source
+    from thce.utils.config import SourceConfig
+    from thce.utils.errors import UserError
+
+    if output_format not in ("chat", "canonical"):
+        raise UserError(f"--format must be 'chat' or 'canonical', got {output_format!r}")
+    if not input_path.is_file():
+        raise UserError(f"--input: no such file: {input_path}")
+    stage_config = _load(config, overrides)
+    preprocessor = Preprocessor(stage_config.data.preprocess, stage_config.stage)
+    source = SourceConfig(kind="jsonl", path=str(input_path))
+    shown: Counter[str] = Counter()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    kept = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            batch = []
+            items = read_source(source, 0, stage_config.seed)
+            for item in [*items, None]:
+                if item is not None:
+                    batch.append(item)
+                if batch and (item is None or len(batch) >= 256):
+                    results = preprocessor.process_batch([b.record for b in batch])
+                    for b, result in zip(batch, results, strict=True):
+                        log_invalid(b.location, result.invalid, shown, str(input_path))
+                        if result.record is None:
+                            continue
+                        row = (
+                            to_trainer_row(
+                                result.record,
+                                stage_config.stage,
+                                stage_config.chat.template,
+                                stage_config.chat.system_message,
+                            )
+                            if output_format == "chat"
+                            else result.record
+                        )
+                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        kept += 1
+                    batch = []
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    typer.echo(f"wrote {kept} records to {output} ({dict(preprocessor.counts)})")
+
+
+def quality(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Stage config: checks its output_dir with its thresholds."),
+    ] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="A JSONL/parquet file or an artefact directory.")
+    ] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the JSON report instead of the summary.")
+    ] = False,
+    overrides: SetOption = None,
+) -> None:
+    """Check a dataset (schema, code validity, length, language, reasoning, pairs, duplicates, PHI residue).
+
+    Exits 1 when a configured threshold fails."""
+    import json
+
+    from thce.utils.config import QualityConfig
+    from thce.utils.data_quality import check_dataset, format_summary
+    from thce.utils.errors import UserError
+
+    if config is None and input_path is None:
+        raise UserError("quality needs --config or --input")
+    stage, thresholds, seed = None, QualityConfig(), 42
+    target = input_path
+    if config is not None:
+        stage_config = _load(config, overrides)
+        stage, thresholds, seed = stage_config.stage, stage_config.data.quality, stage_config.seed
+        target = target or Path(stage_config.data.output_dir) / "train.parquet"
+    report = check_dataset(target, stage, thresholds, seed)
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    typer.echo(json.dumps(report, indent=2) if json_output else format_summary(report))
+    if not report["passed"]:
+        raise typer.Exit(1)
