@@ -13,7 +13,6 @@ import typer
 from thce import __version__
 from thce.commands import codes as codes_commands
 from thce.commands import data as data_commands
-from thce.commands import data as data_commands
 from thce.commands import evaluate as evaluate_commands
 from thce.commands import model as model_commands
 from thce.commands import train as train_commands
@@ -27,10 +26,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(model_commands.app, name="model")
-app.command("generate")(data_commands.generate)
-app.command("collect")(data_commands.collect)
-app.command("preprocess")(data_commands.preprocess)
-app.command("quality")(data_commands.quality)
 app.command("train")(train_commands.train)
 app.command("pipeline")(train_commands.pipeline)
 app.command("generate")(data_commands.generate)
