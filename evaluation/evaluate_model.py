@@ -1,0 +1,574 @@
+"""The model evaluator: predict on canonical test records, score, compare with baselines, write it all.
+
+    evaluate("outputs/stage_3/final", "data/artefacts/stage_3_final/test_unseen.jsonl")
+
+writes (DESIGN.md section 3 for the record format):
+- `results/stage_3_eval.json` (or `output`): format marker, model, inference settings, datasets with their
+  SHA-256, the resolved config, `metrics` (every rate a fraction in [0, 1]), 95% bootstrap intervals,
+  per-split / per-system / per-chapter breakdowns, error categories, baselines scored on the same
+  examples (paired bootstrap differences and McNemar), timings, and per-example results (for `compare`);
+- beside it, a folder of the same name: `predictions.jsonl` (one line per example: id, split, text,
+  gold, predicted, candidates, confidence, reasoning, raw answer, error category), `report.md` and
+  `plots/*.png`.
+Everything is written under temporary names and renamed into place at the end, so a failed run leaves
+earlier results intact. `evaluate_predictions` does the same for predictions made elsewhere (baselines).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from loguru import logger
+
+from thce.utils.errors import UserError
+
+RESULTS_FORMAT = "thce-eval"
+RESULTS_FORMAT_VERSION = 1
+DEFAULT_SPLITS = ("test_unseen", "test_seen")
+
+
+@dataclass
+class EvalConfig:
+    """`configs/eval.yaml`: how `thce evaluate` predicts and scores (every key overridable by `--set`)."""
+
+    datasets: list[str] = field(default_factory=list)
+    batch_size: int = 32
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    max_new_tokens: int | None = None
+    num_beams: int = 1
+    top_k: int = 5
+    constrained: bool = True
+    force_format: bool = True
+    max_codes: int = 5
+    think_budget: int | None = None
+    baselines: list[str] = field(default_factory=lambda: ["random", "keyword", "most_frequent", "rule_based"])
+    train_data: str | None = None
+    bootstrap_resamples: int = 1000
+    seed: int = 42
+    limit: int | None = None
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        from thce.evaluation.baseline import METHODS
+
+        for name in ("batch_size", "num_beams", "top_k", "max_codes", "bootstrap_resamples"):
+            if getattr(self, name) < 1:
+                raise UserError(f"eval config: {name} must be at least 1 (got {getattr(self, name)})")
+        unknown = [m for m in self.baselines if m not in METHODS]
+        if unknown:
+            raise UserError(
+                f"eval config: unknown baseline {unknown[0]!r}; expected some of {', '.join(METHODS)}"
+            )
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise UserError(
+                f"eval config: precision must be auto, bf16, fp16 or fp32 (got {self.precision!r})"
+            )
+
+
+def load_eval_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), **options: Any
+) -> EvalConfig:
+    """Read `path` (or the defaults), apply `key=value` overrides, then keyword `options`."""
+    values: dict[str, Any] = {}
+    where = str(path) if path else "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"eval config {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"eval config {path} is not valid YAML: {err}") from err
+        if not isinstance(values, dict):
+            raise UserError(f"eval config {path} must be a mapping of keys to values")
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep:
+            raise UserError(f"--set {override!r}: expected key=value")
+        values[key.strip().removeprefix("eval.")] = yaml.safe_load(raw)
+    values.update({k: v for k, v in options.items() if v is not None})
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown eval key {unknown[0]!r}; known keys: {', '.join(sorted(names))}")
+    try:
+        return EvalConfig(**values)
+    except TypeError as err:
+        raise UserError(f"{where}: {err}") from err
+
+
+# -- datasets -------------------------------------------------------------------------------------
+
+
+def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Canonical records with a non-empty `text` and at least one `{system, code}`; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"dataset {path} does not exist")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{where}: not valid JSON ({err.msg})") from err
+            if not isinstance(record, dict):
+                raise UserError(f"{where}: expected a JSON object (a canonical record)")
+            if not isinstance(record.get("text"), str) or not record["text"].strip():
+                raise UserError(f"{where}: field 'text' is missing or empty")
+            codes = record.get("codes")
+            if not isinstance(codes, list) or not codes:
+                raise UserError(f"{where}: field 'codes' is missing or empty (evaluation needs gold codes)")
+            for i, code in enumerate(codes):
+                if not isinstance(code, dict) or not code.get("system") or not code.get("code"):
+                    raise UserError(f"{where}: codes[{i}] must be an object with 'system' and 'code'")
+            record.setdefault("id", f"{path.stem}-{number}")
+            records.append(record)
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise UserError(f"dataset {path} holds no records")
+    return records
+
+
+def default_datasets(model: str | Path) -> list[Path]:
+    """The data pipeline's held-out test files of the model's stage (stage 1 when it cannot tell)."""
+    match = re.search(r"stage_(\d+)", str(model))
+    stage = match.group(1) if match else "1"
+    directory = Path("data/artefacts") / f"stage_{stage}_final"
+    found = [
+        directory / f"{split}.jsonl" for split in DEFAULT_SPLITS if (directory / f"{split}.jsonl").is_file()
+    ]
+    if not found:
+        raise UserError(
+            f"no --dataset given and no test files in {directory} (expected {', '.join(DEFAULT_SPLITS)}.jsonl; "
+            f"run `thce collect --config configs/stage_{stage}.yaml` first)"
+        )
+    return found
+
+
+def default_output(model: str | Path) -> Path:
+    """`results/stage_N_eval.json` for a stage checkpoint, else `results/<model name>_eval.json`."""
+    match = re.search(r"stage_(\d+)", str(model))
+    name = f"stage_{match.group(1)}" if match else re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(model)).name)
+    return Path("results") / f"{name}_eval.json"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (identifies the dataset a result was computed on)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+def score_predictions(
+    records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]], top_k: int = 5
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-example statistics (`metrics.per_example`) and prediction rows (with error category)."""
+    from thce.evaluation.error_analysis import answer_without_reasoning, categorise
+    from thce.evaluation.metrics import normalise_codes, per_example
+
+    stats, rows = [], []
+    for record, prediction in zip(records, predictions, strict=True):
+        codes = prediction.get("codes") or []
+        valid = [bool(c.get("valid")) for c in codes] if all("valid" in c for c in codes) else None
+        billable = [_billable(c) for c in codes]
+        stat = per_example(
+            record["codes"],
+            codes,
+            ranked=prediction.get("candidates"),
+            valid=valid,
+            billable=billable,
+            confidence=prediction.get("confidence"),
+            reasoning=prediction.get("reasoning"),
+            k=top_k,
+        )
+        first_valid = bool(codes[0].get("valid")) if codes and "valid" in codes[0] else None
+        error = categorise(
+            stat["gold"],
+            stat["predicted"],
+            first_valid=first_valid,
+            answer_text=answer_without_reasoning(prediction.get("raw")),
+        )
+        stat["error_category"] = error
+        stats.append(stat)
+        rows.append(
+            {
+                "id": record.get("id"),
+                "split": record.get("_split"),
+                "text": record["text"],
+                "gold": [list(c) for c in stat["gold"]],
+                "predicted": [list(c) for c in stat["predicted"]],
+                "candidates": [list(c) for c in normalise_codes(prediction.get("candidates") or [])],
+                "codes": codes,
+                "confidence": prediction.get("confidence"),
+                "reasoning": prediction.get("reasoning"),
+                "raw": prediction.get("raw"),
+                "exact": stat["exact"],
+                "error_category": error,
+            }
+        )
+    return stats, rows
+
+
+def _billable(code: Mapping[str, Any]) -> bool:
+    if "billable" in code:
+        return bool(code["billable"])
+    if not code.get("valid"):
+        return False
+    from thce.utils.code_validator import validate_code
+
+    return validate_code(code["code"], code["system"], require_billable=True)
+
+
+def build_results(
+    stats: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    config: EvalConfig,
+    *,
+    model: str,
+    datasets: Sequence[Mapping[str, Any]],
+    inference: Mapping[str, Any],
+    timing: Mapping[str, float],
+    baselines: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The results dict (module docstring) from scored examples, with CIs and baseline comparisons."""
+    from thce import __version__
+    from thce.evaluation import error_analysis, metrics, significance
+
+    k = config.top_k
+    headline = metrics.aggregate(stats, k)
+    arrays = significance.stat_arrays(stats)
+    splits = {}
+    for split in dict.fromkeys(row["split"] for row in rows):
+        subset = [s for s, row in zip(stats, rows, strict=True) if row["split"] == split]
+        split_metrics = metrics.aggregate(subset, k)
+        split_metrics.pop("reliability")
+        splits[str(split)] = split_metrics
+    compared = {}
+    for name, baseline_stats in (baselines or {}).items():
+        baseline_metrics = metrics.aggregate(baseline_stats, k)
+        baseline_metrics.pop("reliability")
+        compared[name] = {
+            "metrics": baseline_metrics,
+            "paired_bootstrap": significance.paired_bootstrap_difference(
+                arrays, significance.stat_arrays(baseline_stats), config.bootstrap_resamples, config.seed
+            ),
+            "mcnemar": significance.mcnemar(
+                [s["exact"] for s in stats], [s["exact"] for s in baseline_stats]
+            ),
+        }
+    categories = [s["error_category"] for s in stats]
+    return {
+        "format": RESULTS_FORMAT,
+        "format_version": RESULTS_FORMAT_VERSION,
+        "thce_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model,
+        "inference": dict(inference),
+        "datasets": list(datasets),
+        "config": dataclasses.asdict(config),
+        "metrics": headline,
+        "confidence_intervals": significance.bootstrap_cis(arrays, config.bootstrap_resamples, config.seed),
+        "splits": splits,
+        "breakdown": {
+            "by_system": metrics.breakdown_by_system(stats),
+            "by_chapter": metrics.breakdown_by_chapter(stats),
+        },
+        "errors": error_analysis.summarise(categories),
+        "error_examples": error_analysis.examples_by_category(rows),
+        "frequencies": metrics.code_frequencies(stats),
+        "baselines": compared,
+        "timing": dict(timing),
+        "per_example": [_compact(s, row) for s, row in zip(stats, rows, strict=True)],
+    }
+
+
+def _compact(stat: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("exact", "set_exact", "top_k", "category", "chapter", "tp", "fp", "fn", "n_predicted", "n_valid")
+    return {"id": row["id"], "split": row["split"], "gold": row["gold"], "predicted": row["predicted"]} | {
+        key: stat[key] for key in keys
+    }
+
+
+def write_results(
+    results: dict[str, Any], rows: Sequence[Mapping[str, Any]], output: str | Path, report: bool = True
+) -> dict[str, Any]:
+    """Write the JSON, and beside it a folder with predictions.jsonl, report.md and plots (atomically)."""
+    from thce.evaluation.report import markdown_report, write_plots
+
+    output = Path(output)
+    side = output.with_suffix("")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{side.name}.", dir=output.parent))
+    try:
+        with (staging / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        results["artefacts"] = {"predictions": str(side / "predictions.jsonl")}
+        if report:
+            plots = write_plots(results, staging / "plots")
+            (staging / "report.md").write_text(markdown_report(results, plots), encoding="utf-8")
+            results["artefacts"]["report"] = str(side / "report.md")
+            results["artefacts"]["plots"] = {name: str(side / "plots" / file) for name, file in plots.items()}
+        json_tmp = staging / "results.json"
+        json_tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        if side.exists():
+            shutil.rmtree(side)
+        os.replace(json_tmp, output)
+        staging.rename(side)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info(f"Wrote {output} and {side}/")
+    return results
+
+
+# -- the evaluator --------------------------------------------------------------------------------
+
+
+def _load_datasets(
+    dataset: str | Path | Sequence[str | Path] | None, model: str | Path, config: EvalConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if dataset is None or (isinstance(dataset, (list, tuple)) and not dataset):
+        paths = [Path(p) for p in config.datasets] or default_datasets(model)
+    elif isinstance(dataset, (str, os.PathLike)):
+        paths = [Path(dataset)]
+    else:
+        paths = [Path(p) for p in dataset]
+    records, described = [], []
+    for path in paths:
+        loaded = load_records(path, config.limit)
+        for record in loaded:
+            record["_split"] = path.stem
+        records.extend(loaded)
+        described.append(
+            {"path": str(path), "split": path.stem, "sha256": file_sha256(path), "n_records": len(loaded)}
+        )
+    return records, described
+
+
+def run_baselines(
+    records: Sequence[Mapping[str, Any]], config: EvalConfig, model: str | Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Each configured baseline's per-example statistics on `records` (most_frequent is skipped, with a
+    warning, when no training data is found)."""
+    from thce.evaluation.baseline import load_training_codes, run_baseline
+
+    texts = [r["text"] for r in records]
+    scored = {}
+    for method in config.baselines:
+        training_codes = None
+        if method == "most_frequent":
+            train = config.train_data or _default_train_data(model)
+            if train is None:
+                logger.warning("Skipping the most_frequent baseline: no training data (set train_data)")
+                continue
+            training_codes = load_training_codes(train)
+        predictions = run_baseline(
+            method, texts, training_codes=training_codes, seed=config.seed, top_k=config.top_k
+        )
+        scored[method] = score_predictions(records, predictions, config.top_k)[0]
+    return scored
+
+
+def _default_train_data(model: str | Path | None) -> Path | None:
+    match = re.search(r"stage_(\d+)", str(model or ""))
+    stage = match.group(1) if match else "1"
+    path = Path("data/artefacts") / f"stage_{stage}_final" / "train.parquet"
+    return path if path.is_file() else None
+
+
+def evaluate(
+    model: str | Path,
+    dataset: str | Path | Sequence[str | Path] | None = None,
+    output: str | Path | None = None,
+    *,
+    config: str | Path | EvalConfig | None = None,
+    overrides: Sequence[str] = (),
+    predictor: Any = None,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate a model on canonical test records and write results, predictions and report.
+
+    Args:
+        model: a checkpoint directory (a stage's `final/`) or the base model id.
+        dataset: one or more canonical records JSONL files; default: the config's `datasets`, else the
+            stage's `test_unseen.jsonl` and `test_seen.jsonl` under `data/artefacts/stage_N_final/`.
+        output: the results JSON path (default `results/stage_N_eval.json`).
+        config: `configs/eval.yaml`-style file or an `EvalConfig`; `overrides` are `key=value` strings.
+        predictor: an already-built `Predictor` (the training pipeline reuses its model).
+        options: any `EvalConfig` field (batch_size=..., baselines=[...], limit=...).
+    Returns the results dict (top-level `metrics`).
+    """
+    from thce.inference.predictor import Predictor
+
+    if isinstance(config, EvalConfig):
+        config = dataclasses.replace(config, **options) if options else config
+    else:
+        config = load_eval_config(config, overrides, **options)
+    records, datasets = _load_datasets(dataset, model, config)
+    started = time.perf_counter()
+    if predictor is None:
+        predictor = Predictor(
+            model,
+            config.precision,
+            config.constrained,
+            force_format=config.force_format,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            num_beams=config.num_beams,
+            max_codes=config.max_codes,
+            think_budget=config.think_budget,
+        )
+    loaded = time.perf_counter()
+    logger.info(f"Predicting {len(records)} examples with {predictor.name}")
+    predictions = predictor.predict([r["text"] for r in records], progress=progress)
+    predicted = time.perf_counter()
+    stats, rows = score_predictions(records, predictions, config.top_k)
+    baselines = run_baselines(records, config, model)
+    timing = {
+        "load_seconds": loaded - started,
+        "predict_seconds": predicted - loaded,
+        "examples_per_second": len(records) / max(predicted - loaded, 1e-9),
+    }
+    results = build_results(
+        stats, rows, config, model=str(model), datasets=datasets, inference=predictor.describe(),
+        timing=timing, baselines=baselines,
+    )  # fmt: skip
+    results["timing"]["total_seconds"] = time.perf_counter() - started
+    return write_results(results, rows, output or default_output(model), report=config.report)
+
+
+def evaluate_baseline(
+    method: str,
+    dataset: str | Path | Sequence[str | Path] | None = None,
+    output: str | Path | None = None,
+    *,
+    config: str | Path | EvalConfig | None = None,
+    overrides: Sequence[str] = (),
+    **options: Any,
+) -> dict[str, Any]:
+    """`thce baseline`: one baseline scored like a model, written in the same results shape."""
+    from thce.evaluation.baseline import load_training_codes, run_baseline
+
+    if isinstance(config, EvalConfig):
+        config = dataclasses.replace(config, **options) if options else config
+    else:
+        config = load_eval_config(config, overrides, **options)
+    records, datasets = _load_datasets(dataset, "stage_1", config)
+    training_codes = None
+    if method == "most_frequent":
+        train = config.train_data or _default_train_data(None)
+        if train is None:
+            raise UserError(
+                "the most_frequent baseline needs training data: pass --train FILE (records or parquet)"
+            )
+        training_codes = load_training_codes(train)
+    started = time.perf_counter()
+    predictions = run_baseline(
+        method,
+        [r["text"] for r in records],
+        training_codes=training_codes,
+        seed=config.seed,
+        top_k=config.top_k,
+    )
+    elapsed = time.perf_counter() - started
+    stats, rows = score_predictions(records, predictions, config.top_k)
+    config = dataclasses.replace(config, baselines=[])
+    results = build_results(
+        stats, rows, config, model=f"baseline:{method}", datasets=datasets, inference={"baseline": method},
+        timing={"predict_seconds": elapsed, "examples_per_second": len(records) / max(elapsed, 1e-9)},
+    )  # fmt: skip
+    return write_results(
+        results, rows, output or Path("results") / f"baseline_{method}_eval.json", config.report
+    )
+
+
+# -- comparing two runs -----------------------------------------------------------------------------
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results JSON written by this version of THCE (clear errors for anything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"results file {path} does not exist")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        raise UserError(f'{path} is not a THCE evaluation results file (no "format": "{RESULTS_FORMAT}")')
+    version = results.get("format_version")
+    if version != RESULTS_FORMAT_VERSION:
+        raise UserError(
+            f"{path} was written in results format version {version} (thce {results.get('thce_version', '?')}); "
+            f"this THCE reads version {RESULTS_FORMAT_VERSION}: re-run `thce evaluate` to regenerate it"
+        )
+    return results
+
+
+def compare(
+    a: str | Path, b: str | Path, output: str | Path | None = None, resamples: int = 1000
+) -> dict[str, Any]:
+    """Paired comparison of two results files on their common examples; optionally writes Markdown."""
+    from thce.evaluation import significance
+    from thce.evaluation.report import comparison_markdown
+
+    first, second = load_results(a), load_results(b)
+    index = {(row["split"], row["id"]): row for row in second["per_example"]}
+    pairs = [
+        (row, index[(row["split"], row["id"])])
+        for row in first["per_example"]
+        if (row["split"], row["id"]) in index
+    ]
+    if not pairs:
+        raise UserError(f"{a} and {b} share no examples (compare needs results on the same dataset)")
+    hashes = ({d["sha256"] for d in first["datasets"]}, {d["sha256"] for d in second["datasets"]})
+    if hashes[0] != hashes[1]:
+        logger.warning(
+            "The two results come from different dataset files; comparing their common example ids"
+        )
+
+    def arrays(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        stats = [
+            dict(row, gold=[tuple(c) for c in row["gold"]], predicted=[tuple(c) for c in row["predicted"]])
+            for row in rows
+        ]
+        return significance.stat_arrays(stats)
+
+    comparison = {
+        "a": str(a),
+        "b": str(b),
+        "n_paired": len(pairs),
+        "paired_bootstrap": significance.paired_bootstrap_difference(
+            arrays([p[0] for p in pairs]), arrays([p[1] for p in pairs]), resamples
+        ),
+        "mcnemar": significance.mcnemar([p[0]["exact"] for p in pairs], [p[1]["exact"] for p in pairs]),
+    }
+    comparison["markdown"] = comparison_markdown(first, second, comparison)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(comparison["markdown"], encoding="utf-8")
+    return comparison

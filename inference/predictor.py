@@ -1,0 +1,323 @@
+"""Batched, constrained prediction: clinical text in, parsed codes with confidences out.
+
+    predictor = Predictor("outputs/stage_3/final")
+    predictor.predict(["Patient has hypertension"])
+    -> [{"code": "I10", "confidence": 0.95, "codes": [{"system": "ICD10", "code": "I10", ...}],
+         "reasoning": "...", "raw": "<think>...</think>\\nICD10: I10", "candidates": [...]}]
+
+How it runs (DESIGN.md section 6): weights in the device precision (bf16 on CPUs with avx512_bf16),
+prompts sorted by length and batched with left padding, greedy (or beam) decoding with the KV cache,
+and the `AnswerGrammar` of `constraints.py` as a logits processor. The prompt is the model's own chat
+template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the
+base SmolLM2) gets stage 1's.
+
+Confidence of a code = the model's probability of the code's tokens, from the raw logits (before the
+constraint renormalises them), so a constrained random model reports near-zero confidence, honestly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from thce.inference.output_parser import parse_answer
+from thce.utils.errors import UserError
+from thce.utils.medical_chat_templates import END_OF_TURN, THINK_END, THINK_START, prepare_tokenizer
+
+DEFAULT_MAX_NEW_TOKENS = 32  # two answer lines ("ICD10: S72.001A" is 13 tokens + newline)
+DEFAULT_MAX_NEW_TOKENS_REASONING = 256
+ANSWER_RESERVE = 40  # tokens kept for the answer lines after a forced </think>
+
+
+class Predictor:
+    """Load a model once, then `predict(texts)` in batches.
+
+    Args:
+        model_name_or_path: a stage's `final/` directory, any local checkpoint, or the base model id.
+        precision: "auto" (the device's: bf16 / fp16 / fp32), or one of them.
+        constrained: constrain codes to billable codes (`constraints.py`).
+        force_format: also force the answer format (see `constraints.py`); only with `constrained`.
+        batch_size: prompts per `generate` call.
+        max_new_tokens: default 32, or 256 for reasoning models.
+        num_beams: >1 runs beam search and returns every beam's codes as ranked `candidates`.
+        max_codes: most answer lines when the format is forced.
+        think_budget: tokens of reasoning before `</think>` is forced (default max_new_tokens - 40).
+        systems: code systems to constrain; default ICD10 plus CPT/HCPCS where a code file is configured.
+        model, tokenizer: already-loaded objects (tests, the training pipeline); skip loading.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | None = None,
+        precision: str = "auto",
+        constrained: bool = True,
+        *,
+        force_format: bool = True,
+        batch_size: int = 32,
+        max_new_tokens: int | None = None,
+        num_beams: int = 1,
+        max_codes: int = 5,
+        think_budget: int | None = None,
+        systems: Sequence[str] | None = None,
+        device: str | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        import torch
+
+        from thce.utils.models import resolve_model, select_precision, torch_dtype
+
+        if batch_size < 1 or num_beams < 1:
+            raise UserError(f"batch_size and num_beams must be at least 1 (got {batch_size}, {num_beams})")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precision = select_precision(self.device, precision)
+        self.name = str(model_name_or_path) if model_name_or_path is not None else "in-memory model"
+        if model is None or tokenizer is None:
+            if model_name_or_path is None:
+                raise UserError("Predictor needs a model path (or an in-memory model and tokenizer)")
+            resolved = resolve_model(model_name_or_path)
+            tokenizer, model = _load(resolved.path, torch_dtype(self.precision))
+        else:
+            model = model.to(torch_dtype(self.precision))
+        self.tokenizer = _ensure_thce_template(tokenizer)
+        self.tokenizer.padding_side = "left"
+        if len(self.tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            raise UserError(
+                f"{self.name}: the tokenizer has {len(self.tokenizer)} tokens but the model only "
+                f"{model.get_input_embeddings().weight.shape[0]} embeddings; was it saved with prepare_model?"
+            )
+        self.model = model.to(self.device).eval()
+        self.reasoning = is_reasoning_tokenizer(self.tokenizer)
+        self.constrained = constrained
+        self.force_format = force_format and constrained
+        self.batch_size = batch_size
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens or (
+            DEFAULT_MAX_NEW_TOKENS_REASONING if self.reasoning else DEFAULT_MAX_NEW_TOKENS
+        )
+        self.max_codes = max_codes
+        self.think_budget = think_budget
+        if self.reasoning and think_budget is None:
+            self.think_budget = max(1, self.max_new_tokens - ANSWER_RESERVE)
+        self.eot_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        self.grammar = self._build_grammar(systems) if constrained else None
+
+    def _build_grammar(self, systems: Sequence[str] | None) -> Any:
+        from thce.inference.constraints import AnswerGrammar, load_code_trie
+
+        tries = []
+        for system in systems or ("ICD10", "CPT", "HCPCS"):
+            try:
+                tries.append(load_code_trie(system, self.tokenizer))
+            except UserError as err:
+                if systems is not None:  # asked for explicitly: the user must configure its code file
+                    raise
+                logger.debug(f"{system} codes are not constrained: {err}")
+        return AnswerGrammar(
+            self.tokenizer,
+            tries,
+            reasoning=self.reasoning,
+            force_format=self.force_format,
+            max_codes=self.max_codes,
+            think_budget=self.think_budget,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings a result was produced with (recorded in evaluation results)."""
+        return {
+            "model": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            "constrained": self.constrained,
+            "force_format": self.force_format,
+            "constrained_systems": [t.system for t in self.grammar.tries] if self.grammar else [],
+            "reasoning": self.reasoning,
+            "batch_size": self.batch_size,
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "max_codes": self.max_codes,
+            "think_budget": self.think_budget,
+        }
+
+    def prompt(self, text: str) -> str:
+        """The chat-formatted prompt for one clinical text (the template adds the stage's system message)."""
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text.strip()}], add_generation_prompt=True, tokenize=False
+        )
+
+    def predict(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Predict codes for each text, in input order. `progress(n)` is called after each batch."""
+        if isinstance(texts, str):
+            raise TypeError("predict() takes a list of texts; wrap a single text in a list")
+        prompts = [self.prompt(text) for text in texts]
+        # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[dict[str, Any] | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for index, result in zip(batch, self._predict_batch([prompts[i] for i in batch]), strict=True):
+                results[index] = result
+            if progress is not None:
+                progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _predict_batch(self, prompts: list[str]) -> list[dict[str, Any]]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        from thce.inference.constraints import make_logits_processor
+
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {key: value.to(self.device) for key, value in encoded.items()}
+        prompt_length = encoded["input_ids"].shape[1]
+        processors = LogitsProcessorList()
+        if self.grammar is not None:
+            processors.append(make_logits_processor(self.grammar, prompt_length, self.max_new_tokens))
+        beams = self.num_beams
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=beams,
+                num_return_sequences=beams,
+                logits_processor=processors,
+                eos_token_id=self.eot_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+        generated = output.sequences[:, prompt_length:]
+        token_logprobs = _token_logprobs(self.model, output, generated)
+        results = []
+        for row in range(len(prompts)):
+            beams_out = []
+            for beam in range(beams):
+                index = row * beams + beam
+                beams_out.append(
+                    self._decode(generated[index].tolist(), token_logprobs[index].float().tolist())
+                )
+            best = beams_out[0]
+            if beams > 1:
+                best["candidates"] = _ranked_candidates(beams_out)
+            else:
+                best["candidates"] = [{"system": c["system"], "code": c["code"]} for c in best["codes"]]
+            results.append(best)
+        return results
+
+    def _decode(self, tokens: list[int], logprobs: list[float]) -> dict[str, Any]:
+        """Decode one answer (special tokens kept, so `<think>` survives), parse it, attach confidences."""
+        pieces: list[str] = []
+        for token in tokens:
+            if token == self.eot_id or token == self.tokenizer.pad_token_id:
+                break
+            pieces.append(self.tokenizer.decode([token], skip_special_tokens=False))
+        truncated = False
+        if self.grammar is not None and len(pieces) == len(tokens):  # stopped by the token limit
+            from thce.inference.constraints import CODE, PREFIX
+
+            if self.grammar.state_of(tokens)[0] in (CODE, PREFIX):
+                # a code line cut off by the token limit is not an answer: drop it
+                truncated = True
+                cut = max((i for i, piece in enumerate(pieces) if "\n" in piece), default=-1)
+                pieces = pieces[: cut + 1] if cut >= 0 else []
+        raw = "".join(pieces)
+        result = parse_answer(raw)
+        result["truncated"] = truncated
+        _attach_confidences(result, pieces, logprobs)
+        result["generated_tokens"] = len(pieces)
+        return result
+
+
+def _token_logprobs(model: Any, output: Any, generated: Any) -> Any:
+    """Log-probability of each generated token under the raw (unconstrained) logits: (rows, steps)."""
+    import torch
+
+    if getattr(output, "beam_indices", None) is not None:
+        return model.compute_transition_scores(
+            output.sequences, output.logits, output.beam_indices, normalize_logits=True
+        )
+    logits = torch.stack(output.logits, dim=1).float()  # (rows, steps, vocab)
+    steps = logits.shape[1]
+    chosen = logits.gather(-1, generated[:, :steps, None]).squeeze(-1)
+    return chosen - torch.logsumexp(logits, dim=-1)
+
+
+def _load(path: Path, dtype: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path} is not a loadable causal language model: {err}") from err
+    return tokenizer, model
+
+
+def _ensure_thce_template(tokenizer: Any) -> Any:
+    """A tokenizer saved by THCE training carries its stage's template; anything else gets stage 1's."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    if "stage_system_message" not in template:
+        prepare_tokenizer(tokenizer, "stage_1")
+    return tokenizer
+
+
+def is_reasoning_tokenizer(tokenizer: Any) -> bool:
+    """True for stage 2/3 checkpoints: the template's system message asks for `<think>` and both tags are
+    single tokens."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    first_line = template.split("\n", 1)[0]
+    vocab = tokenizer.get_vocab()
+    return THINK_START in first_line and THINK_START in vocab and THINK_END in vocab
+
+
+def _attach_confidences(result: dict[str, Any], pieces: list[str], logprobs: list[float]) -> None:
+    """Confidence of each parsed code = exp(sum of the log-probabilities of the tokens spelling it)."""
+    import math
+
+    offsets = []
+    position = 0
+    for piece in pieces:
+        offsets.append((position, position + len(piece)))
+        position += len(piece)
+    raw = "".join(pieces)
+    answer_start = raw.find(THINK_END)
+    search_from = answer_start + len(THINK_END) if answer_start >= 0 else 0
+    for entry in result["codes"]:
+        pattern = r"\.?".join(re.escape(ch) for ch in entry["code"].replace(".", ""))
+        match = re.search(pattern, raw[search_from:], re.IGNORECASE)
+        if match is None:
+            continue
+        start, end = search_from + match.start(), search_from + match.end()
+        search_from = end
+        total = sum(
+            logprobs[i]
+            for i, (a, b) in enumerate(offsets)
+            if a < end and b > start and i < len(logprobs) and math.isfinite(logprobs[i])
+        )
+        entry["confidence"] = float(f"{math.exp(total):.4g}")
+    if result["codes"]:
+        result["confidence"] = result["codes"][0]["confidence"]
+
+
+def _ranked_candidates(beams: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Distinct codes over the beams, best beam first (what top-k accuracy ranks)."""
+    seen: set[tuple[str, str]] = set()
+    ranked = []
+    for beam in beams:
+        for code in beam["codes"]:
+            key = (code["system"], code["code"])
+            if key not in seen:
+                seen.add(key)
+                ranked.append({"system": key[0], "code": key[1]})
+    return ranked

@@ -1,0 +1,67 @@
+import pytest
+
+from thce.inference.predictor import Predictor, is_reasoning_tokenizer
+from thce.utils.code_validator import validate_code
+from thce.utils.errors import UserError
+from thce.utils.medical_chat_templates import prepare_model, prepare_tokenizer
+
+TEXTS = [
+    "Patient has hypertension.",
+    "Type 2 diabetes mellitus without complications.",
+    "Closed fracture of the right femoral neck, initial encounter, after a fall at home.",
+    "Asthma exacerbation",
+]
+
+
+def test_constrained_random_model_emits_only_billable_codes(tiny_llama, smollm2_tokenizer):
+    texts = [f"{TEXTS[i % 4]} Visit {i}." for i in range(500)]
+    constrained = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", batch_size=64)
+    results = constrained.predict(texts)
+    codes = [c for r in results for c in r["codes"]]
+    assert len(results) == 500 and all(r["codes"] for r in results)
+    assert all(
+        c["system"] == "ICD10" and validate_code(c["code"], "ICD10", require_billable=True) for c in codes
+    )
+    assert all(0 <= r["confidence"] <= 1 for r in results)
+
+    free = Predictor(
+        model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", constrained=False, batch_size=64
+    )
+    unconstrained = free.predict(texts[:64])
+    valid = [c for r in unconstrained for c in r["codes"] if c["valid"]]
+    assert len(valid) < 64  # a random model does not write valid code lines by itself
+
+
+def test_reasoning_checkpoint_roundtrip(tiny_llama, smollm2_tokenizer, tmp_path):
+    prepare_tokenizer(smollm2_tokenizer, "stage_2", ["<think>", "</think>"])
+    prepare_model(tiny_llama, smollm2_tokenizer)
+    tiny_llama.save_pretrained(tmp_path)
+    smollm2_tokenizer.save_pretrained(tmp_path)
+    predictor = Predictor(tmp_path, precision="fp32", max_new_tokens=30, num_beams=2)
+    assert predictor.reasoning and predictor.think_budget == 1
+    [result] = predictor.predict(["Patient has hypertension."])
+    assert result["raw"].startswith("<think>") and "</think>" in result["raw"]
+    assert result["codes"] and all(
+        validate_code(c["code"], "ICD10", require_billable=True) for c in result["codes"]
+    )
+    assert result["candidates"][0] == {"system": "ICD10", "code": result["code"]}
+
+
+def test_base_tokenizer_gets_stage_1_template(smollm2_tokenizer):
+    assert not is_reasoning_tokenizer(smollm2_tokenizer)
+
+
+def test_not_a_model(tmp_path):
+    with pytest.raises(UserError, match="not a model checkpoint"):
+        Predictor(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="not a loadable"):
+        Predictor(tmp_path)
+
+
+@pytest.mark.slow
+def test_real_base_model_constrained():
+    predictor = Predictor("HuggingFaceTB/SmolLM2-135M-Instruct", batch_size=8)
+    results = predictor.predict(TEXTS * 2)
+    assert all(r["codes"] for r in results)
+    assert all(validate_code(c["code"], "ICD10", require_billable=True) for r in results for c in r["codes"])

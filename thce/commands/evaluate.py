@@ -1,0 +1,170 @@
+"""`thce predict`, `thce evaluate`, `thce baseline`, `thce compare`: inference and evaluation verbs."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="A stage's final/ directory, a checkpoint, or the base model id.")
+]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Eval config (configs/eval.yaml).")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override an eval config key: --set batch_size=16 (repeatable)."),
+]
+DatasetOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--dataset", "-d", help="Canonical records JSONL (repeatable); default: the stage's test splits."
+    ),
+]
+
+
+def _progress_bar(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="ex", disable=None)
+
+
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Clinical text(s) to code.")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Records JSONL (field 'text').")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write predictions JSONL here.")
+    ] = None,
+    constrain: Annotated[
+        bool, typer.Option("--constrain/--no-constrain", help="Constrain codes to billable codes.")
+    ] = True,
+    force_format: Annotated[
+        bool, typer.Option("--force-format/--free-format", help="Force the answer lines.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 32,
+    precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default 32 (256 for reasoning models).")] = None,
+    num_beams: Annotated[int, typer.Option(help="Beam search width (ranks candidates).")] = 1,
+) -> None:
+    """Predict codes: prints the seed's JSON ({"code", "reasoning", "confidence"} plus "codes")."""
+    import json
+    import os
+    import tempfile
+
+    from thce.inference.predictor import Predictor
+    from thce.utils.errors import UserError
+
+    records = []
+    if input_file is not None:
+        if not input_file.is_file():
+            raise UserError(f"input file {input_file} does not exist")
+        for number, line in enumerate(input_file.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{input_file}, line {number}: not valid JSON ({err.msg})") from err
+            if (
+                not isinstance(record, dict)
+                or not isinstance(record.get("text"), str)
+                or not record["text"].strip()
+            ):
+                raise UserError(f"{input_file}, line {number}: field 'text' is missing or empty")
+            records.append(record)
+    records += [{"text": text} for text in texts or []]
+    if not records:
+        raise UserError("nothing to predict: give text arguments or --input records.jsonl")
+    predictor = Predictor(
+        model, precision, constrain, force_format=force_format, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, num_beams=num_beams,
+    )  # fmt: skip
+    with _progress_bar(len(records), "predicting") as bar:
+        results = predictor.predict([r["text"] for r in records], progress=bar.update)
+    lines = []
+    for record, result in zip(records, results, strict=True):
+        result.pop("raw", None) if output is None else None
+        lines.append({"id": record.get("id"), **result} if "id" in record else result)
+    if output is None:
+        for line in lines:
+            typer.echo(json.dumps(line, indent=2 if len(lines) == 1 else None, ensure_ascii=False))
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
+        for line in lines:
+            tmp.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(tmp.name, output)
+    typer.echo(f"wrote {len(lines)} predictions to {output}")
+
+
+def evaluate(
+    model: ModelOption = DEFAULT_MODEL,
+    dataset: DatasetOption = None,
+    config: ConfigOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Results JSON (default results/stage_N_eval.json).")
+    ] = None,
+    overrides: SetOption = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N records of each dataset.")] = None,
+) -> None:
+    """Evaluate a model: results JSON, predictions.jsonl, Markdown report and plots."""
+    from thce.evaluation.evaluate_model import _load_datasets, load_eval_config
+    from thce.evaluation.evaluate_model import evaluate as run_evaluation
+
+    settings = load_eval_config(config, overrides or [], limit=limit)
+    records, _ = _load_datasets(dataset or None, model, settings)
+    with _progress_bar(len(records), "evaluating") as bar:
+        results = run_evaluation(model, dataset or None, output, config=settings, progress=bar.update)
+    _print_summary(results)
+
+
+def baseline(
+    method: Annotated[str, typer.Option("--method", help="random, keyword, most_frequent or rule_based.")],
+    dataset: DatasetOption = None,
+    train: Annotated[
+        Path | None,
+        typer.Option("--train", help="Training data for most_frequent (records JSONL or parquet)."),
+    ] = None,
+    config: ConfigOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Results JSON (default results/baseline_METHOD_eval.json)."),
+    ] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Score a baseline on a dataset, written in the same shape as `thce evaluate`."""
+    from thce.evaluation.evaluate_model import evaluate_baseline
+
+    results = evaluate_baseline(
+        method, dataset or None, output, config=config, overrides=overrides or [],
+        train_data=str(train) if train else None,
+    )  # fmt: skip
+    _print_summary(results)
+
+
+def compare(
+    a: Annotated[Path, typer.Argument(help="Results JSON of model A.")],
+    b: Annotated[Path, typer.Argument(help="Results JSON of model B.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the Markdown here.")
+    ] = None,
+) -> None:
+    """Compare two results files on their common examples (paired bootstrap, McNemar)."""
+    from thce.evaluation.evaluate_model import compare as run_compare
+
+    typer.echo(run_compare(a, b, output)["markdown"])
+
+
+def _print_summary(results: dict) -> None:
+    metrics = results["metrics"]
+    keys = ("exact_match", "category_match", "top_k_accuracy", "f1_micro", "f1_macro", "validity_rate")
+    typer.echo(f"{results['model']} on {metrics['n_examples']} examples:")
+    for key in keys:
+        ci = results.get("confidence_intervals", {}).get(key)
+        interval = f"  (95% CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
+        typer.echo(f"  {key:<16} {100 * metrics[key]:6.1f}%{interval}")
+    artefacts = results.get("artefacts", {})
+    typer.echo(f"results: {artefacts.get('predictions', '').rsplit('/', 1)[0]} (+ .json)")
