@@ -252,24 +252,34 @@ def _read_json(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:
         yield row, f"{path}#record{n}"
 
 
+def _decoded_lines(path: Path, encoding: str, position: list[int]) -> Iterator[str]:
+    """Lines decoded one at a time, so an undecodable byte is reported at its physical line."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, 1):
+            position[0] = line_number
+            try:
+                # utf-8-sig on the first line strips a byte-order mark, which would otherwise glue itself
+                # to the first column name.
+                yield raw.decode("utf-8-sig" if line_number == 1 and encoding == "utf-8" else encoding)
+            except UnicodeDecodeError as err:
+                raise UserError(
+                    f"{path}:{line_number}: not valid {encoding} ({err.reason} at byte {err.start}); "
+                    "if the file is Latin-1/Windows-1252, set options: {encoding: cp1252}"
+                ) from err
+
+
 def _csv_rows(path: Path, encoding: str, delimiter: str = ",") -> Iterator[tuple[dict[str, Any], str]]:
-    # utf-8-sig strips a byte-order mark, which would otherwise glue itself to the first column name.
-    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    encoding = "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig") else encoding
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # clinical notes exceed csv's 128 KB default
-    with path.open(encoding=encoding, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        try:
-            for row in reader:
-                if None in row:
-                    raise UserError(f"{path}:{reader.line_num}: more fields than the header has columns")
-                yield {k.strip(): v for k, v in row.items() if k is not None}, f"{path}:{reader.line_num}"
-        except UnicodeDecodeError as err:
-            raise UserError(
-                f"{path}:{reader.line_num + 1}: not valid {encoding} ({err.reason} at byte {err.start}); "
-                "if the file is Latin-1/Windows-1252, set options: {encoding: cp1252}"
-            ) from err
-        except csv.Error as err:
-            raise UserError(f"{path}:{reader.line_num}: malformed CSV ({err})") from err
+    position = [0]
+    reader = csv.DictReader(_decoded_lines(path, encoding, position), delimiter=delimiter)
+    try:
+        for row in reader:
+            if None in row:
+                raise UserError(f"{path}:{position[0]}: more fields than the header has columns")
+            yield {k.strip(): v for k, v in row.items() if k is not None}, f"{path}:{position[0]}"
+    except csv.Error as err:
+        raise UserError(f"{path}:{position[0]}: malformed CSV ({err})") from err
 
 
 def _read_csv(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:

@@ -434,9 +434,9 @@ def code_info(code: str) -> CodeInfo:
 
 
 def _chapter_matches(code: str, wanted: list[str]) -> bool:
-    info = code_info(code)
-    chapter_number, chapter_description = info.chapter
-    return any(item == chapter_number or (item and item in chapter_description) for item in wanted)
+    """A chapter is named by its number ("9") or its code range ("I00-I99")."""
+    chapter_number, chapter_description = code_info(code).chapter
+    return any(item == chapter_number or f"({item})" in chapter_description for item in wanted)
 
 
 def scope_codes(options: GeneratorOptions, where: str = "synthetic source") -> list[str]:

@@ -384,8 +384,10 @@ RULES: tuple[_Rule, ...] = (
         "NAME",
         _rx(
             r"(?m:^|(?<=[.!?][ \t]))(?P<phi>"
-            + _NAME
-            + r")(?=,?[ \t]+(?:is|was|a|an|presents|presented|\d{1,3})\b)"
+            + _NAME_WORD
+            + r"(?:[ \t]+"
+            + _NAME_WORD
+            + r"){1,3})(?=,?[ \t]+(?:is|was|presents|presented)\b|,[ \t]*\d{1,3}\b)"
         ),
         "phi",
     ),
