@@ -123,3 +123,13 @@ def test_result_shape_matches_the_seed():
 )
 def test_normalise_system(name, system):
     assert normalise_system(name) == system
+
+
+def test_validation_attaches_validity_and_descriptions():
+    result = parse_answer("<think>T2DM.</think>\nICD10: e119\nICD10: E11\nICD10: Q99.99\nCPT: 99213", validate=True)
+    by_code = {c["code"]: c for c in result["codes"]}
+    assert by_code["E11.9"]["valid"] is True
+    assert "diabetes" in by_code["E11.9"]["description"].lower()
+    assert by_code["Q99.99"]["valid"] is False
+    assert by_code["99213"]["valid"] is True  # CPT: format-valid (no licensed code file configured)
+    assert "E11" in by_code  # a header is a real code; billability is the evaluator's question
