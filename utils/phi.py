@@ -189,6 +189,41 @@ MEDICAL_EPONYMS = frozenset(
         "barré",
     ]
 )
+# Fracture eponyms and organism genera (capitalised, so NER takes them for people or places).
+MEDICAL_EPONYMS |= frozenset(
+    [
+        "maisonneuve",
+        "galeazzi",
+        "jones",
+        "bennett",
+        "rolando",
+        "barton",
+        "hill",
+        "sachs",
+        "bankart",
+        "segond",
+        "lisfranc",
+        "chopart",
+        "pott",
+        "schistosoma",
+        "salmonella",
+        "shigella",
+        "klebsiella",
+        "pseudomonas",
+        "escherichia",
+        "staphylococcus",
+        "streptococcus",
+        "candida",
+        "mycobacterium",
+        "clostridium",
+        "clostridioides",
+        "enterococcus",
+        "haemophilus",
+        "neisseria",
+        "legionella",
+        "listeria",
+    ]
+)
 # Surnames common enough that an eponym reading needs a medical word right after it ("Bell's palsy",
 # "Down syndrome", "Wilson disease"); the rest ("Crohn", "Parkinson") are eponyms wherever they stand.
 COMMON_SURNAME_EPONYMS = frozenset(
@@ -223,6 +258,7 @@ COMMON_SURNAME_EPONYMS = frozenset(
         "lou",
     ]
 )
+COMMON_SURNAME_EPONYMS |= frozenset(["jones", "hill", "bennett", "barton", "pott", "sachs"])
 MEDICAL_HEAD_NOUNS = (
     "disease|diseases|syndrome|syndromes|palsy|sarcoma|lymphoma|fracture|disorder|phenomenon|esophagus|"
     "oesophagus|ulcer|cyst|tumou?r|anomaly|malformation|dystrophy|virus|fever|encephalitis|thyroiditis|"
@@ -635,6 +671,10 @@ class PhiScrubber:
                 replacement = (r.recognition_metadata or {}).get("replacement", PLACEHOLDERS[kind])
             elif r.entity_type in ("PERSON", "LOCATION"):
                 start, end = _trim_possessive(text, r.start, r.end)
+                # spaCy's small model tags lower-case clinical words ("vulva", "dyskinesia") as places and
+                # people; names and places in notes are capitalised, so a lower-case span is not PHI.
+                if not text[start : start + 1].isupper():
+                    continue
                 if is_medical_eponym(text, start, end) or _is_code_or_abbreviation(text[start:end]):
                     continue
                 kind = "NAME" if r.entity_type == "PERSON" else "LOCATION"
