@@ -50,7 +50,32 @@ HEADLINE = (
     "validity_rate",
 )
 _STOPWORDS = frozenset(
-    ["a", "an", "and", "as", "at", "by", "for", "from", "in", "into", "of", "on", "or", "other", "the", "to", "with", "without", "unspecified", "specified", "not", "elsewhere", "classified", "due"]
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "of",
+        "on",
+        "or",
+        "other",
+        "the",
+        "to",
+        "with",
+        "without",
+        "unspecified",
+        "specified",
+        "not",
+        "elsewhere",
+        "classified",
+        "due",
+    ]
 )
 _WORD = re.compile(r"[a-z0-9]+")
 REASONING_MIN_CHARS = 20

@@ -32,11 +32,12 @@ def plot_accuracy_per_chapter(by_chapter: Mapping[str, Mapping[str, float]], pat
     ax.set_xticklabels(
         [f"{label.split(':')[-1]}\nn={by_chapter[label]['n']}" for label in labels], fontsize=8
     )
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 122)  # headroom for the legend above the 100% bars
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("% of examples")
     ax.set_xlabel("ICD-10-CM chapter of the gold code")
     ax.set_title("Accuracy per chapter")
-    ax.legend()
+    ax.legend(loc="upper right", ncol=2)
     return _save(fig, path)
 
 
@@ -73,7 +74,7 @@ def plot_calibration(reliability: list[Mapping[str, float]], ece: float | None, 
     ax.set_xlabel("confidence of the first code")
     ax.set_ylabel("top-1 exact match")
     ax.set_title(f"Calibration (ECE {ece:.3f})" if ece is not None else "Calibration (no confidences)")
-    ax.legend(loc="upper left")
+    ax.legend(loc="lower right")
     return _save(fig, path)
 
 
