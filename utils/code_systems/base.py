@@ -140,6 +140,23 @@ def non_ascii_problem(text: str) -> tuple[str, str | None]:
     return message, hint
 
 
+def clean_input(code: object, max_length: int, too_long: str) -> tuple[str | None, str]:
+    """The checks every system makes before its own format rules: text, not empty, not absurdly long,
+    ASCII. Returns (stripped upper-case text, "") or (None, why not); `too_long` may use `{n}`."""
+    if code is None:
+        return None, "no code given (None)"
+    if not isinstance(code, str):
+        return None, f"expected the code as text, got {type(code).__name__}"
+    text = code.strip()
+    if not text:
+        return None, "empty code"
+    if len(text) > max_length:
+        return None, too_long.format(n=len(text))
+    if not text.isascii():
+        return None, non_ascii_problem(text)[0]
+    return text.upper(), ""
+
+
 def common_prefix(a: str, b: str) -> int:
     """Length of the longest common prefix."""
     n = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from thce.utils.code_systems.base import non_ascii_problem
+from thce.utils.code_systems.base import clean_input
 from thce.utils.code_systems.code_sets import CodeFileSystem
 
 SECTIONS = {
@@ -45,18 +45,11 @@ class HCPCS(CodeFileSystem):
 
     def normalise_with_reason(self, code: object) -> tuple[str | None, str]:
         """(canonical, "") for a well-formed HCPCS Level II code, else (None, why not)."""
-        if code is None:
-            return None, "no code given (None)"
-        if not isinstance(code, str):
-            return None, f"expected the code as text, got {type(code).__name__}"
-        text = code.strip()
-        if not text:
-            return None, "empty code"
-        if len(text) > 12:
-            return None, f"too long for a HCPCS Level II code ({len(text)} characters; they have 5)"
-        if not text.isascii():
-            return None, non_ascii_problem(text)[0]
-        text = text.upper()
+        text, problem = clean_input(
+            code, 12, "too long for a HCPCS Level II code ({n} characters; they have 5)"
+        )
+        if text is None:
+            return None, problem
         if HCPCS_RE.fullmatch(text):
             return text, ""
         if re.fullmatch(r"[A-Z][0-9]{4}", text):

@@ -40,10 +40,10 @@ from thce.utils.code_systems.base import (
     CodeNote,
     CodeSystem,
     HierarchyNode,
+    clean_input,
     common_prefix,
     echo,
     edit_distance,
-    non_ascii_problem,
     write_atomically,
 )
 
@@ -204,18 +204,11 @@ class ICD10CM(CodeSystem):
     # -- normalise and validate ---------------------------------------------------------------------
     def normalise_with_reason(self, code: object) -> tuple[str | None, str]:
         """Apply the module docstring's rules; (canonical, "") or (None, why not)."""
-        if code is None:
-            return None, "no code given (None)"
-        if not isinstance(code, str):
-            return None, f"expected the code as text, got {type(code).__name__}"
-        text = code.strip()
-        if not text:
-            return None, "empty code"
-        if len(text) > 10:
-            return None, f"too long for an ICD-10-CM code ({len(text)} characters; at most 8 with the dot)"
-        if not text.isascii():
-            return None, non_ascii_problem(text)[0]
-        text = text.upper()
+        text, problem = clean_input(
+            code, 10, "too long for an ICD-10-CM code ({n} characters; at most 8 with the dot)"
+        )
+        if text is None:
+            return None, problem
         if BLOCK_RE.fullmatch(text) or (text.isdigit() and text in self.tables.headings):
             return None, f"{text} is a chapter or block heading (a range of categories), not a code"
         if "." in text:
