@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from loguru import logger
 
+from thce.utils.config import apply_override, build_dataclass
 from thce.utils.errors import UserError
 
 RESULTS_FORMAT = "thce-eval"
@@ -80,9 +81,13 @@ class EvalConfig:
 def load_eval_config(
     path: str | Path | None = None, overrides: Sequence[str] = (), **options: Any
 ) -> EvalConfig:
-    """Read `path` (or the defaults), apply `key=value` overrides, then keyword `options`."""
+    """Read `path` (or the defaults), apply `key=value` overrides, then keyword `options`.
+
+    Parsed by the same typed loader as the stage configs: unknown keys and wrong types are errors naming
+    the key and the file, and values are converted to each field's type (`--set batch_size=16` is an int).
+    """
     values: dict[str, Any] = {}
-    where = str(path) if path else "defaults"
+    where = str(path) if path else "eval defaults"
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -94,19 +99,9 @@ def load_eval_config(
         if not isinstance(values, dict):
             raise UserError(f"eval config {path} must be a mapping of keys to values")
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep:
-            raise UserError(f"--set {override!r}: expected key=value")
-        values[key.strip().removeprefix("eval.")] = yaml.safe_load(raw)
+        apply_override(values, override.removeprefix("eval."), where)
     values.update({k: v for k, v in options.items() if v is not None})
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise UserError(f"{where}: unknown eval key {unknown[0]!r}; known keys: {', '.join(sorted(names))}")
-    try:
-        return EvalConfig(**values)
-    except TypeError as err:
-        raise UserError(f"{where}: {err}") from err
+    return build_dataclass(EvalConfig, values, section="eval", file=where)
 
 
 # -- datasets -------------------------------------------------------------------------------------

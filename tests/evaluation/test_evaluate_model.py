@@ -90,7 +90,7 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
     foreign.write_text(json.dumps({"accuracy": 0.5}))
     with pytest.raises(UserError, match="not a THCE evaluation results file"):
         compare(foreign, foreign)
-    with pytest.raises(UserError, match="unknown eval key 'beams'"):
+    with pytest.raises(UserError, match="unknown key 'beams' in section 'eval'"):
         load_eval_config(CONFIG, ["beams=3"])
 
 
@@ -112,3 +112,12 @@ def test_failed_run_keeps_earlier_results(tiny_checkpoint, tmp_path, monkeypatch
 def test_shipped_eval_config_loads():
     config = load_eval_config(CONFIG)
     assert config.batch_size == 32 and config.constrained and config.top_k == 5
+
+
+def test_eval_overrides_are_typed_like_stage_configs():
+    config = load_eval_config(CONFIG, ["batch_size=16", "baselines=[keyword]", "limit=null", "eval.top_k=3"])
+    assert (config.batch_size, config.baselines, config.limit, config.top_k) == (16, ["keyword"], None, 3)
+    with pytest.raises(UserError, match="'eval.batch_size' must be an integer"):
+        load_eval_config(CONFIG, ["batch_size=lots"])
+    with pytest.raises(UserError, match="'eval.precision' must be one of"):
+        load_eval_config(CONFIG, ["precision=int4"])
