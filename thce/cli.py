@@ -25,19 +25,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(model_commands.app, name="model")
-app.command("train")(train_commands.train)
-app.command("pipeline")(train_commands.pipeline)
+# Verbs in the order of the workflow: codes -> data -> training -> evaluation.
+app.command("validate")(codes_commands.validate)
+app.add_typer(codes_commands.app, name="codes")
 app.command("generate")(data_commands.generate)
 app.command("collect")(data_commands.collect)
 app.command("preprocess")(data_commands.preprocess)
 app.command("quality")(data_commands.quality)
+app.add_typer(model_commands.app, name="model")
+app.command("train")(train_commands.train)
+app.command("pipeline")(train_commands.pipeline)
 app.command("predict")(evaluate_commands.predict)
 app.command("evaluate")(evaluate_commands.evaluate)
 app.command("baseline")(evaluate_commands.baseline)
 app.command("compare")(evaluate_commands.compare)
-app.command("validate")(codes_commands.validate)
-app.add_typer(codes_commands.app, name="codes")
 
 
 def _print_version(value: bool) -> None:
