@@ -54,10 +54,10 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
     _configure_tracking(config)
     device = training_device()
     precision = stage_precision(config)
-    explicit = {k: config.training[k] for k in ("bf16", "fp16") if k in config.training}
-    args = training_arguments(
-        config, output_dir=str(output_dir), **{**precision_arguments(precision, device), **explicit}
-    )
+    # THCE's choices (precision, compile) unless the training section sets TRL's own fields explicitly.
+    chosen = {**precision_arguments(precision, device), "torch_compile": config.model.compile}
+    chosen = {k: v for k, v in chosen.items() if k not in config.training}
+    args = training_arguments(config, output_dir=str(output_dir), **chosen)
     logger.info(
         f"Stage {config.stage} ({config.trainer_kind.upper()}) on {device}, "
         f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'} autocast over fp32 weights"

@@ -205,3 +205,40 @@ def test_two_process_accelerate_launch_on_cpu(tmp_path, tiny_model_dir):
     summary = json.loads((tmp_path / "outputs/stage_1/final/training_summary.json").read_text())
     assert summary["global_step"] == 3
     assert "num_processes 2" in result.stderr or summary["train_examples"] == 32
+
+
+def test_wandb_goes_offline_without_an_api_key(monkeypatch, tmp_path, tiny_model_dir):
+    from thce.post_training.run import _configure_tracking
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir, report_to=["wandb"]))
+    _configure_tracking(config)
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert os.environ["WANDB_PROJECT"] == "thce-training"
+    monkeypatch.delenv("WANDB_MODE")
+    _configure_tracking(load_config(write_stage_config(tmp_path, 1, tiny_model_dir, report_to="none")))
+    assert "WANDB_MODE" not in os.environ
+
+
+def test_early_stopping_needs_a_validation_split(tmp_path, tiny_model_dir):
+    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir), ["run.early_stopping_patience=2"])
+    with pytest.raises(UserError, match="validation split"):
+        train_stage(config)
+
+
+def test_early_stopping_stops_when_validation_loss_stalls(tmp_path, tiny_model_dir):
+    import shutil
+
+    path = write_stage_config(
+        tmp_path, 1, tiny_model_dir, max_steps=60, eval_strategy="steps", eval_steps=1, save_strategy="steps",
+        save_steps=1, save_total_limit=2, learning_rate=0.5,
+    )  # fmt: skip
+    data = tmp_path / "data_stage_1"
+    shutil.copy(data / "train.parquet", data / "validation.parquet")
+    final = train_stage(load_config(path, ["run.early_stopping_patience=2"]))
+    summary = json.loads((final / "training_summary.json").read_text())
+    assert summary["global_step"] < 60, (
+        "a learning rate of 0.5 diverges; patience 2 should stop the run early"
+    )
