@@ -242,3 +242,28 @@ def test_early_stopping_stops_when_validation_loss_stalls(tmp_path, tiny_model_d
     assert summary["global_step"] < 60, (
         "a learning rate of 0.5 diverges; patience 2 should stop the run early"
     )
+
+
+def test_model_loss_matches_trl_loss(tmp_path, tiny_model_dir, smollm2_tokenizer):
+    """THCE's answer-only LM-head loss is the same number as TRL's fused kernel on the same batch."""
+    from transformers import AutoModelForCausalLM
+
+    from thce.post_training.trainers import ThceSFTTrainer
+    from thce.post_training.training_data import load_stage_datasets
+    from thce.utils.config import training_arguments
+
+    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir))
+    args = training_arguments(config, use_cpu=True, bf16=False)
+
+    train, _ = load_stage_datasets(config)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=smollm2_tokenizer)
+    examples = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(examples)  # padding-free, prompt masked out of the labels
+    assert batch["input_ids"].shape[0] == 1 and (batch["labels"] == -100).float().mean() > 0.5
+    model.eval()
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch)).item()
+        trainer.model_loss = False
+        theirs = trainer.compute_loss(model, dict(batch)).item()
+    assert ours == pytest.approx(theirs, rel=1e-4)
