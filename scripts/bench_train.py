@@ -89,7 +89,9 @@ def run_single(name: str, args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     dataset = Dataset.from_list(
-        bench_examples(args.batch_size * (args.steps + args.warmup), seed=1, multi_code_rate=args.multi_code_rate)
+        bench_examples(
+            args.batch_size * (args.steps + args.warmup), seed=1, multi_code_rate=args.multi_code_rate
+        )
     )
     output_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     common = {

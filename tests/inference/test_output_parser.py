@@ -126,7 +126,9 @@ def test_normalise_system(name, system):
 
 
 def test_validation_attaches_validity_and_descriptions():
-    result = parse_answer("<think>T2DM.</think>\nICD10: e119\nICD10: E11\nICD10: Q99.99\nCPT: 99213", validate=True)
+    result = parse_answer(
+        "<think>T2DM.</think>\nICD10: e119\nICD10: E11\nICD10: Q99.99\nCPT: 99213", validate=True
+    )
     by_code = {c["code"]: c for c in result["codes"]}
     assert by_code["E11.9"]["valid"] is True
     assert "diabetes" in by_code["E11.9"]["description"].lower()
