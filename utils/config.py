@@ -153,7 +153,7 @@ class TrackingConfig:
 class RunConfig:
     """THCE's additions to the TRL trainer (these are not TRL fields)."""
 
-    # Loss from the model's full logits instead of TRL's tiled LM-head kernel (~35% faster on CPU).
+    # LM head over the answer positions in one matmul instead of TRL's tiled kernel (faster on CPU).
     model_loss: bool = True
     # Stop when the validation loss has not improved for this many evaluations (needs validation.parquet).
     early_stopping_patience: int | None = None
