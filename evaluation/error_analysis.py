@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from thce.evaluation.metrics import Code, chapter, icd10_chapter
+from thce.utils.code_systems.base import common_prefix
 
 CATEGORIES = (
     "exact",
@@ -56,7 +57,7 @@ def categorise(
     if not same_system or first[0] != "ICD10":
         return "wrong_chapter"
     guess = first[1].replace(".", "")
-    target = max(same_system, key=lambda code: _shared_prefix(code[1].replace(".", ""), guess))
+    target = max(same_system, key=lambda code: common_prefix(code[1].replace(".", ""), guess))
     truth = target[1].replace(".", "")
     if truth.startswith(guess) and len(guess) < len(truth):
         return "less_specific_parent"
@@ -67,15 +68,6 @@ def categorise(
     if chapter(first, chapter_of) is not None and chapter(first, chapter_of) == chapter(target, chapter_of):
         return "wrong_category"
     return "wrong_chapter"
-
-
-def _shared_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def answer_without_reasoning(raw: str | None) -> str:
