@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from loguru import logger
 
-from thce.utils.config import apply_override, build_dataclass
+from thce.utils.config import apply_override, build_dataclass, read_yaml_mapping
 from thce.utils.errors import UserError
 
 RESULTS_FORMAT = "thce-eval"
@@ -86,18 +85,8 @@ def load_eval_config(
     Parsed by the same typed loader as the stage configs: unknown keys and wrong types are errors naming
     the key and the file, and values are converted to each field's type (`--set batch_size=16` is an int).
     """
-    values: dict[str, Any] = {}
     where = str(path) if path else "eval defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"eval config {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"eval config {path} is not valid YAML: {err}") from err
-        if not isinstance(values, dict):
-            raise UserError(f"eval config {path} must be a mapping of keys to values")
+    values = read_yaml_mapping(path, what="eval config") if path is not None else {}
     for override in overrides:
         apply_override(values, override.removeprefix("eval."), where)
     values.update({k: v for k, v in options.items() if v is not None})

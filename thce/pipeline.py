@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from loguru import logger
 
-from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config
+from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config, read_yaml_mapping
 from thce.utils.errors import UserError
 from thce.utils.models import EMBEDDED_MODEL_ID
 
@@ -45,11 +45,7 @@ class PipelineConfig:
 
 def load_pipeline_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pipeline config not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, what="pipeline config")
     for override in overrides:
         apply_override(raw, override, path)
     config = build_dataclass(PipelineConfig, raw, section="top level", file=path)

@@ -194,14 +194,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     Raises `UserError` naming the file, section and key for anything unknown or of the wrong type.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path)
     for override in overrides:
         apply_override(raw, override, path)
     config = build_dataclass(StageConfig, raw, section="top level", file=path)
@@ -209,6 +202,21 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     config.source_path = str(path)
     config.overrides = list(overrides)
     return config
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file is an empty one); clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from err
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
 
 
 def apply_override(raw: dict[str, Any], override: str, file: str | os.PathLike = "<overrides>") -> None:
