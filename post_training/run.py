@@ -111,20 +111,10 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
 
 
 def _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, callbacks) -> Any:
-    if config.trainer_kind == "dpo":
-        from trl import DPOTrainer
+    from thce.post_training.trainers import ThceDPOTrainer, ThceSFTTrainer
 
-        return DPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-    from thce.post_training.trainers import ThceSFTTrainer
-
-    return ThceSFTTrainer(
+    trainer_class = ThceDPOTrainer if config.trainer_kind == "dpo" else ThceSFTTrainer
+    return trainer_class(
         model=model,
         args=args,
         train_dataset=train_dataset,

@@ -1,11 +1,15 @@
-"""TRL trainers as THCE runs them.
+"""TRL trainers as THCE runs them: the answer-only LM head (`answer_head.py`) in both, and in DPO a
+length column so batches can be grouped by length.
 
-`ThceSFTTrainer` is TRL's SFTTrainer with one change: with `model_loss=True` the LM head runs in one matmul
-over only the positions whose next token is trained (the answer), through transformers' `logits_to_keep`
-mask, and the loss is one cross-entropy call. TRL's fused LM-head kernel also skips untrained positions,
-but tiles the work into many small ops, which on CPU is ~35% slower; and the prompt makes up most of each
-example, so projecting it onto the 49k-token vocabulary would be wasted work. Loss, normalisation over
-gradient accumulation and the logged metrics (`mean_token_accuracy`, `num_tokens`) are the same as TRL's.
+`ThceSFTTrainer` is TRL's SFTTrainer whose loss, with `model_loss=True`, projects only the answer positions
+onto the vocabulary and takes one cross-entropy call. Loss, normalisation over gradient accumulation and
+the logged metrics (`mean_token_accuracy`, `num_tokens`) are the same as TRL's.
+
+`ThceDPOTrainer` is TRL's DPOTrainer, loss code untouched, with (`model_loss=True`) the same answer-only head
+under TRL's fused-head call, for the policy and for the reference pass (precomputed or not). TRL's own
+`precompute_ref_log_probs` does the reference pass once per dataset, cached beside the dataset under a
+fingerprint of the data and the model weights, so a change of either recomputes it; we only sort that pass
+by length, so its batches carry little padding.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from trl import DPOTrainer, SFTTrainer
+
+from thce.post_training.answer_head import answer_logits, install_answer_only_head
 
 
 class ThceSFTTrainer(SFTTrainer):
@@ -30,12 +36,7 @@ class ThceSFTTrainer(SFTTrainer):
         # attend to each other.
         inputs["use_cache"] = False
         labels = inputs.pop("labels")
-        # Position t predicts token t+1: keep the positions whose next token carries a label.
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != -100
-        outputs = model(**inputs, logits_to_keep=keep)
-        logits = outputs.logits.reshape(-1, outputs.logits.size(-1))  # (kept positions, vocab)
-        targets = labels[:, 1:][keep[:, :-1]].to(logits.device)
+        logits, targets, outputs = answer_logits(model, inputs, labels)
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
         num_tokens = targets.numel() if num_items_in_batch is None else num_items_in_batch
         loss = loss_sum / torch.as_tensor(num_tokens, device=loss_sum.device).clamp(min=1)
@@ -62,4 +63,50 @@ class ThceSFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-__all__ = ["DPOTrainer", "ThceSFTTrainer"]
+LENGTH_COLUMN = "length"
+
+
+class ThceDPOTrainer(DPOTrainer):
+    def __init__(self, *args: Any, model_loss: bool = True, **kwargs: Any) -> None:
+        # Set before TRL's __init__, which already runs the reference pass when precompute_ref_log_probs is on.
+        self.model_loss = model_loss
+        super().__init__(*args, **kwargs)
+        self._install_answer_only_heads()
+
+    def _install_answer_only_heads(self) -> None:
+        if not self.model_loss:
+            return
+        # The fields TRL's DPO loss reads from the policy's output (metrics; WPO weights when enabled).
+        fields = ("log_probs", "entropy", "mean_logits", "is_top1")
+        fields += ("log_sum_sq_probs",) if self.use_weighting else ()
+        policy = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        install_answer_only_head(policy, fields)
+        if self.ref_model is not None:
+            install_answer_only_head(self.accelerator.unwrap_model(self.ref_model))
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        # group_by_length needs each pair's length; a pair's batch rows are as long as its longer completion.
+        if hasattr(dataset, "column_names") and LENGTH_COLUMN not in dataset.column_names:
+            dataset = dataset.map(
+                lambda row: {
+                    LENGTH_COLUMN: len(row["prompt_ids"])
+                    + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+                },
+                desc=f"Measuring {dataset_name} pairs",
+            )
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if LENGTH_COLUMN not in self._signature_columns:  # keep it for the length-grouped sampler
+            self._signature_columns = [*self._signature_columns, LENGTH_COLUMN]
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        self._install_answer_only_heads()  # TRL's __init__ runs this pass before our __init__ resumes
+        if hasattr(dataset, "sort") and LENGTH_COLUMN in dataset.column_names:
+            dataset = dataset.sort(LENGTH_COLUMN)  # batches of similar length; the sampler reorders later
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+
+__all__ = ["ThceDPOTrainer", "ThceSFTTrainer"]

@@ -1,18 +1,28 @@
-"""Training throughput of the real 135M model: THCE's configuration vs TRL's defaults, and MFU.
+"""Training throughput of the real 135M model: THCE's trainers vs TRL's defaults, and MFU, in one run.
 
-    python scripts/bench_train.py                       # THCE default config vs plain SFTConfig(use_cpu=True)
-    python scripts/bench_train.py --config configs/stage_1.yaml --steps 12 --batch-size 8
-    python scripts/bench_train.py --runs thce           # THCE only
+    python scripts/bench_train.py                          # every section below
+    python scripts/bench_train.py --sections sft,dpo       # some of them
+    python scripts/bench_train.py --profile                # where one THCE SFT step's time goes
 
-Each run trains a few real optimizer steps on stage-1 style chat examples (generated from the ICD-10-CM
-code set, mixed lengths, ~90 tokens) in a fresh subprocess, so peak memory is its own. Reported per run:
-non-padding tokens/s, samples/s, peak memory; and, measured in the same invocation, the machine's fp32 and
-bf16 GEMM throughput, from which model-FLOPs utilisation = 6 x params x tokens/s / GEMM peak.
+Sections (each training run in a fresh subprocess, so peak memory and compile state are its own):
+- gemm:     the machine's matmul rate: square 2048 GEMMs (fp32, bf16), and bf16 at the model's own matmul
+            shapes (every projection of one layer and the LM head, forward and both backward GEMMs, for the
+            tokens of one batch), the realistic ceiling.
+- sft:      stage-1 chat examples from the synthetic generator (~90 tokens): THCE (the stage config) vs
+            `SFTConfig(use_cpu=True)`, non-padding tokens/s, and MFU = 6 x params x tokens/s over both rates.
+- sft_long: the same with ~300-token prompts: the note plus 10 numbered "CODE description" candidates
+            (BM25 hits over the code set, the note's own codes among them), as retrieval-augmented prompts are.
+- dpo:      stage-3 preference pairs (with reasoning traces): THCE (stage-3 config: precomputed reference
+            log-probs, answer-only head, length-grouped batches) vs `DPOConfig(use_cpu=True)`, pairs/s. THCE's
+            reference pass over the dataset is timed and charged per pair: pairs/s = 1 / (train s/pair +
+            reference s/pair).
+A speed-up is a ratio of two runs of the same invocation, so machine load between invocations cancels out.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -23,137 +33,294 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+CONFIGS = {
+    "sft": "configs/demo_stage_1.yaml",
+    "sft_long": "configs/demo_stage_1.yaml",
+    "dpo": "configs/demo_stage_3.yaml",
+}
+RUNS = ("thce", "trl_defaults")
 
 
-def gemm_peak(dtype_name: str, size: int = 2048, seconds: float = 3.0) -> float:
-    """Sustained matmul FLOP/s for square matrices of `size` in the given dtype, on this device."""
+def _device() -> str:
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        runs += 1
-    _sync(device)
-    return 2 * size**3 * runs / (time.perf_counter() - start)
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _sync(device: str) -> None:
+def _sync() -> None:
     import torch
 
-    if device == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
-def bench_examples(count: int, seed: int, multi_code_rate: float) -> list[dict]:
-    """Stage-1 prompt/completion rows from the synthetic generator (real clinical phrasing, mixed lengths).
+def _rate(matmuls: list[tuple[int, int, int]], dtype_name: str, seconds: float) -> float:
+    """FLOP/s of running the (m, k, n) matmuls in turn for about `seconds`."""
+    import torch
 
-    With the default multi-code rate of 0.6 an example averages ~90 tokens (54-150) in the chat template.
-    """
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    pairs = [
+        (torch.randn(m, k, dtype=dtype, device=_device()), torch.randn(k, n, dtype=dtype, device=_device()))
+        for m, k, n in matmuls
+    ]
+    flops = sum(2 * m * k * n for m, k, n in matmuls)
+    for a, b in pairs:
+        a @ b
+    _sync()
+    rounds, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for a, b in pairs:
+            a @ b
+        rounds += 1
+    _sync()
+    return flops * rounds / (time.perf_counter() - start)
+
+
+def model_matmuls(config, tokens: int) -> list[tuple[int, int, int]]:
+    """(m, k, n) of one layer's projections and the LM head for `tokens` rows: forward, input and weight grads."""
+    hidden, inter = config.hidden_size, config.intermediate_size
+    kv = config.num_key_value_heads * (hidden // config.num_attention_heads)
+    forward = [(tokens, hidden, n) for n in (hidden, kv, kv, hidden, inter, inter)]
+    forward += [(tokens, inter, hidden), (tokens, hidden, config.vocab_size)]
+    grads = [(m, n, k) for m, k, n in forward] + [(k, m, n) for m, k, n in forward]
+    return forward + grads
+
+
+def gemm_section(tokens: int, seconds: float) -> dict[str, float]:
+    from transformers import AutoConfig
+
+    from thce.utils.models import resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(BASE_MODEL).path)
+    square = [(2048, 2048, 2048)]
+    return {
+        "square_fp32": _rate(square, "fp32", seconds),
+        "square_bf16": _rate(square, "bf16", seconds),
+        "model_shapes_bf16": _rate(model_matmuls(config, tokens), "bf16", seconds),
+    }
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def sft_rows(count: int, seed: int, long_prompts: bool) -> list[dict]:
+    """Stage-1 prompt/completion rows (mixed lengths); with `long_prompts`, 10 candidates in the user turn."""
     from thce.data.synthetic_generation import generate_records
     from thce.utils.medical_chat_templates import assistant_messages, prompt_messages
 
-    rows = []
-    options = {"multi_code_rate": multi_code_rate, "max_codes": 3}
-    for record in generate_records("icd10cm", count, seed=seed, options=options):
-        rows.append(
-            {
-                "prompt": prompt_messages(record["text"], "stage_1"),
-                "completion": assistant_messages(record["codes"]),
-            }
-        )
-    return rows
+    options = {"multi_code_rate": 0.6, "max_codes": 3}
+    records = list(generate_records("icd10cm", count, seed=seed, options=options))
+    texts = (
+        [with_candidates(r["text"], r["codes"]) for r in records]
+        if long_prompts
+        else [r["text"] for r in records]
+    )
+    return [
+        {"prompt": prompt_messages(text, "stage_1"), "completion": assistant_messages(record["codes"])}
+        for text, record in zip(texts, records, strict=True)
+    ]
 
 
-def run_single(name: str, args: argparse.Namespace) -> dict:
-    """One measured training run (executed in its own subprocess)."""
+def with_candidates(text: str, codes: list[dict], k: int = 10) -> str:
+    """The note followed by k numbered `CODE description` lines: BM25 hits, the note's own codes included."""
+    from thce.utils.code_validator import describe_code, search_codes
+
+    own = [(c["code"], describe_code(c["code"]).description) for c in codes]
+    hits = [
+        (h.code, h.description) for h in search_codes(text, top=2 * k) if h.code not in {c for c, _ in own}
+    ]
+    candidates = sorted([*own, *hits][:k])
+    lines = [f"{i}. {code} {description}" for i, (code, description) in enumerate(candidates, 1)]
+    return f"{text}\n\nCandidate codes:\n" + "\n".join(lines)
+
+
+def dpo_rows(count: int, seed: int) -> list[dict]:
+    """Stage-3 preference pairs (chosen: right codes with reasoning; rejected: a hard negative)."""
+    from thce.data.synthetic_generation import generate_records
+    from thce.utils.medical_chat_templates import assistant_messages, prompt_messages
+
+    options = {"multi_code_rate": 0.3, "max_codes": 2}
+    return [
+        {
+            "prompt": prompt_messages(r["text"], "stage_3"),
+            "chosen": assistant_messages(r["chosen"]["codes"], r["chosen"]["reasoning"]),
+            "rejected": assistant_messages(r["rejected"]["codes"], r["rejected"]["reasoning"]),
+        }
+        for r in generate_records("icd10cm_preference", count, seed=seed, options=options)
+    ]
+
+
+# --- one measured run (in its own subprocess) ---------------------------------------------------------------
+
+
+def run_single(section: str, name: str, args: argparse.Namespace) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
-    from thce.post_training.model_setup import (
-        load_stage_model,
-        precision_arguments,
-        stage_precision,
-        training_device,
-    )
-    from thce.post_training.trainers import ThceSFTTrainer
+    from thce.post_training.model_setup import load_stage_model, precision_arguments, stage_precision
     from thce.utils.config import load_config, training_arguments
 
     torch.manual_seed(0)
-    dataset = Dataset.from_list(
-        bench_examples(
-            args.batch_size * (args.steps + args.warmup), seed=1, multi_code_rate=args.multi_code_rate
-        )
+    steps, warmup = args.steps[section], args.warmup
+    count = args.batch_size * (steps + warmup)
+    rows = (
+        dpo_rows(count, seed=1)
+        if section == "dpo"
+        else sft_rows(count, 1, long_prompts=section == "sft_long")
     )
-    output_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    dataset = Dataset.from_list(rows)
     common = {
         "per_device_train_batch_size": args.batch_size,
         "gradient_accumulation_steps": 1,
-        "max_steps": args.steps + args.warmup,
+        "max_steps": steps + warmup,
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": "none",
-        "output_dir": output_dir,
+        "output_dir": tempfile.mkdtemp(prefix=f"bench-{section}-{name}-"),
         "dataloader_num_workers": 0,
     }
-    config = load_config(args.config, args.overrides)
+    overrides = [f"model.name_or_path={BASE_MODEL}", *args.overrides]
+    config = load_config(REPO / CONFIGS[section], overrides)
     model, tokenizer = load_stage_model(config)
+    reference_seconds = [0.0]
     if name == "thce":
-        device = training_device()
-        training = training_arguments(
-            config,
-            **{**precision_arguments(stage_precision(config), device), **common, "num_train_epochs": 1},
-        )
-        trainer = ThceSFTTrainer(
+        from thce.post_training.trainers import ThceDPOTrainer, ThceSFTTrainer
+
+        chosen = {
+            **precision_arguments(stage_precision(config), _device()),
+            "torch_compile": config.model.compile,
+        }
+        training = training_arguments(config, **{**chosen, **common, "num_train_epochs": 1})
+        if section == "dpo":
+
+            class TimedDPOTrainer(ThceDPOTrainer):
+                def _precompute_ref_logps(self, *a, **k):
+                    start = time.perf_counter()
+                    result = super()._precompute_ref_logps(*a, **k)
+                    reference_seconds[0] += time.perf_counter() - start
+                    return result
+
+            trainer_class = TimedDPOTrainer
+        else:
+            trainer_class = ThceSFTTrainer
+        trainer = trainer_class(
             model=model,
             args=training,
             train_dataset=dataset,
             processing_class=tokenizer,
             model_loss=config.run.model_loss,
         )
-    else:  # TRL's own defaults, as a user would start: SFTConfig(use_cpu=True) (+ the batch/steps above)
-        training = SFTConfig(use_cpu=not torch.cuda.is_available(), **common)
-        trainer = SFTTrainer(model=model, args=training, train_dataset=dataset, processing_class=tokenizer)
+    else:  # TRL's own defaults, as a user would start (+ the batch/steps above)
+        from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+        use_cpu = not torch.cuda.is_available()
+        if section == "dpo":
+            # The reference is a frozen copy of the starting model (the tokenizer's added tokens resized it,
+            # so TRL's default of reloading it from the hub id would not match).
+            trainer = DPOTrainer(
+                model=model,
+                ref_model=copy.deepcopy(model),
+                args=DPOConfig(use_cpu=use_cpu, **common),
+                train_dataset=dataset,
+                processing_class=tokenizer,
+            )
+        else:
+            trainer = SFTTrainer(
+                model=model,
+                args=SFTConfig(use_cpu=use_cpu, **common),
+                train_dataset=dataset,
+                processing_class=tokenizer,
+            )
+        training = trainer.args
 
     marks: list[float] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *_, **__):
-            _sync("cuda" if torch.cuda.is_available() else "cpu")
+            _sync()
             marks.append(time.perf_counter())
 
     trainer.add_callback(StepClock())
+    if args.profile:
+        trainer.add_callback(_profiler_callback(warmup))
+    started = time.perf_counter()
     trainer.train()
+    first_step = marks[0] - started
     tokens = [entry["num_tokens"] for entry in trainer.state.log_history if "num_tokens" in entry]
-    measured_steps = len(marks) - args.warmup
-    elapsed = marks[-1] - marks[args.warmup - 1]
-    measured_tokens = tokens[-1] - tokens[args.warmup - 1]
+    elapsed = marks[-1] - marks[warmup - 1]
+    measured_tokens = tokens[-1] - tokens[warmup - 1]
+    examples = steps * args.batch_size
     peak = (
         torch.cuda.max_memory_allocated() / 2**30
         if torch.cuda.is_available()
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     )
-    return {
+    result = {
+        "section": section,
         "run": name,
         "precision": "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32",
         "activation_checkpointing": bool(getattr(training, "activation_checkpointing", False)),
         "padding_free": bool(getattr(training, "padding_free", False)),
-        "model_loss": name == "thce" and config.run.model_loss,
-        "steps_measured": measured_steps,
+        "torch_compile": bool(training.torch_compile),
+        "sampling": str(training.train_sampling_strategy),
+        "answer_only_head": name == "thce" and config.run.model_loss,
+        "steps_measured": steps,
+        "first_step_seconds": first_step,
         "tokens_per_second": measured_tokens / elapsed,
-        "tokens_per_example": measured_tokens / (measured_steps * args.batch_size),
-        "samples_per_second": measured_steps * args.batch_size / elapsed,
+        "tokens_per_example": measured_tokens / examples,
+        "examples_per_second": examples / elapsed,
         "peak_memory_gib": peak,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if section == "dpo":
+        reference_per_pair = reference_seconds[0] / len(dataset)
+        result["reference_seconds_per_pair"] = reference_per_pair
+        result["train_seconds_per_pair"] = elapsed / examples
+        result["pairs_per_second"] = 1 / (elapsed / examples + reference_per_pair)
+        result["precompute_ref_log_probs"] = bool(getattr(training, "precompute_ref_log_probs", False))
+    return result
+
+
+def _profiler_callback(warmup: int):
+    """Profile two optimizer steps after the warm-up and print the ops that took the time."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class Profiler(TrainerCallback):
+        def __init__(self):
+            self.profiler = None
+
+        def on_step_begin(self, args, state, *_, **__):
+            if state.global_step == warmup:
+                self.profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=False)
+                self.profiler.__enter__()
+
+        def on_step_end(self, args, state, *_, **__):
+            if self.profiler is not None and state.global_step == warmup + 2:
+                self.profiler.__exit__(None, None, None)
+                table = self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+                print(table, file=sys.stderr)
+                self.profiler = None
+
+    return Profiler()
+
+
+# --- the invocation ---------------------------------------------------------------------------------------
+
+
+def _cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return " ".join(
+        sorted(f for f in flags if f.startswith("amx") or f in {"avx512_bf16", "avx512f", "avx2"})
+    )
 
 
 def main() -> None:
@@ -161,59 +328,99 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--config", default=str(REPO / "configs/demo_stage_1.yaml"), help="stage YAML for THCE's run"
+        "--sections", default="gemm,sft,sft_long,dpo", help="comma list: gemm, sft, sft_long, dpo"
     )
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
-    parser.add_argument("--steps", type=int, default=8, help="measured optimizer steps per run")
+    parser.add_argument("--runs", default=",".join(RUNS), help="comma list of thce, trl_defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="THCE config override")
+    parser.add_argument("--sft-steps", type=int, default=8, help="measured optimizer steps, short SFT")
+    parser.add_argument("--long-steps", type=int, default=5, help="measured optimizer steps, long-prompt SFT")
+    parser.add_argument("--dpo-steps", type=int, default=5, help="measured optimizer steps, DPO")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--multi-code-rate", type=float, default=0.6, help="share of multi-code examples")
-    parser.add_argument("--runs", default="thce,trl_defaults", help="comma list of thce, trl_defaults")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples (or pairs) per step, both runs")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile THCE's short SFT run, print the top ops"
+    )
     parser.add_argument("--output", help="write the results JSON here too")
     parser.add_argument("--single", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.steps = {"sft": args.sft_steps, "sft_long": args.long_steps, "dpo": args.dpo_steps}
 
     if args.single:
-        print("RESULT " + json.dumps(run_single(args.single, args)))
+        section, name = args.single.split(":")
+        print("RESULT " + json.dumps(run_single(section, name, args)))
         return
 
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    peaks = {dtype: gemm_peak(dtype) for dtype in ("fp32", "bf16")}
-    print(f"{device}, {torch.get_num_threads()} threads: GEMM fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
-          f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")  # fmt: skip
+    sections = args.sections.split(",")
+    if args.profile:
+        sections, args.runs = ["sft"], "thce"
+    print(f"{_device()}, {torch.get_num_threads()} threads, CPU flags: {_cpu_flags()}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    report: dict = {"device": _device(), "cpu_flags": _cpu_flags(), "load_average_start": os.getloadavg()}
+    gemm = None
+    if "gemm" in sections or any(s.startswith("sft") for s in sections):
+        gemm = gemm_section(tokens=args.batch_size * 96, seconds=3.0)
+        report["gemm_flops"] = gemm
+        print(f"GEMM: square fp32 {gemm['square_fp32'] / 1e9:.0f} GFLOP/s, square bf16 {gemm['square_bf16'] / 1e9:.0f}, "
+              f"bf16 at the model's shapes ({args.batch_size * 96} tokens) {gemm['model_shapes_bf16'] / 1e9:.0f}")  # fmt: skip
     results = []
-    for name in args.runs.split(","):
-        command = [sys.executable, __file__, "--single", name, "--config", args.config, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-                   "--multi-code-rate", str(args.multi_code_rate)]  # fmt: skip
-        for override in args.overrides:
-            command += ["--set", override]
-        done = subprocess.run(
-            command, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            sys.exit(f"run {name} failed:\n{done.stderr[-3000:]}")
-        result = json.loads(lines[-1].removeprefix("RESULT "))
-        peak = peaks["bf16"] if result["precision"] == "bf16" else peaks["fp32"]
-        result["mfu_vs_own_precision_peak"] = 6 * result["parameters"] * result["tokens_per_second"] / peak
-        result["mfu_vs_bf16_peak"] = 6 * result["parameters"] * result["tokens_per_second"] / peaks["bf16"]
-        results.append(result)
-        print(
-            f"{name:>14}: {result['tokens_per_second']:7.1f} tok/s  {result['samples_per_second']:5.2f} samples/s  "
-            f"({result['tokens_per_example']:.0f} tok/example)  "
-            f"peak {result['peak_memory_gib']:.2f} GiB  MFU {100 * result['mfu_vs_bf16_peak']:.0f}% of bf16 peak  "
-            f"({result['precision']}, checkpointing={result['activation_checkpointing']}, "
-            f"padding_free={result['padding_free']}, model_loss={result['model_loss']})"
-        )
-    if len(results) == 2:
-        ratio = results[0]["tokens_per_second"] / results[1]["tokens_per_second"]
-        print(f"speed-up {results[0]['run']} / {results[1]['run']}: {ratio:.2f}x non-padding tokens/s")
-    report = {"device": device, "gemm_flops": peaks, "runs": results}
+    for section in (s for s in sections if s != "gemm"):
+        by_run = {}
+        for name in args.runs.split(","):
+            result = _run_subprocess(section, name, args)
+            if gemm and section != "dpo":
+                flops = 6 * result["parameters"] * result["tokens_per_second"]
+                result["mfu_square_bf16"] = flops / gemm["square_bf16"]
+                result["mfu_model_shapes_bf16"] = flops / gemm["model_shapes_bf16"]
+            by_run[name] = result
+            results.append(result)
+            print(_describe(result))
+        if len(by_run) == 2:
+            key = "pairs_per_second" if section == "dpo" else "tokens_per_second"
+            ratio = by_run["thce"][key] / by_run["trl_defaults"][key]
+            report.setdefault("speedups", {})[section] = ratio
+            print(f"  {section}: THCE / TRL defaults = {ratio:.2f}x {key.replace('_', ' ')}")
+    report["runs"] = results
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))
+
+
+def _run_subprocess(section: str, name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--single", f"{section}:{name}", "--warmup", str(args.warmup),
+               "--batch-size", str(args.batch_size), "--sft-steps", str(args.sft_steps),
+               "--long-steps", str(args.long_steps), "--dpo-steps", str(args.dpo_steps)]  # fmt: skip
+    if args.profile:
+        command.append("--profile")
+    for override in args.overrides:
+        command += ["--set", override]
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if args.profile:
+        print(done.stderr[done.stderr.find("-----") :])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"run {section}:{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def _describe(r: dict) -> str:
+    line = f"{r['section']:>8} {r['run']:>12}: {r['tokens_per_second']:7.1f} tok/s  "
+    if r["section"] == "dpo":
+        line += (f"{r['pairs_per_second']:5.2f} pairs/s (train {r['train_seconds_per_pair']:.2f} s/pair"
+                 + (f" + reference {r['reference_seconds_per_pair']:.2f} s/pair" if r["precompute_ref_log_probs"] else "")
+                 + ")  ")  # fmt: skip
+    else:
+        line += f"{r['examples_per_second']:5.2f} examples/s  "
+    line += f"({r['tokens_per_example']:.0f} tok/example)  first step {r['first_step_seconds']:.0f} s  "
+    line += f"peak {r['peak_memory_gib']:.2f} GiB"
+    if "mfu_square_bf16" in r:
+        line += f"  MFU {100 * r['mfu_square_bf16']:.0f}% of square bf16, {100 * r['mfu_model_shapes_bf16']:.0f}% of model-shape bf16"
+    line += (f"  [{r['precision']}, checkpointing={r['activation_checkpointing']}, compile={r['torch_compile']}, "
+             f"sampling={r['sampling']}, answer_only_head={r['answer_only_head']}]")  # fmt: skip
+    return line
 
 
 if __name__ == "__main__":

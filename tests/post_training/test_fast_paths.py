@@ -1,0 +1,127 @@
+"""The trainers' fast paths give the numbers of the slow ones: the answer-only LM head in DPO, precomputed
+reference log-probs, length-grouped DPO batches, and a compiled SFT step."""
+
+import copy
+
+import pytest
+import torch
+from conftest import write_stage_config
+
+from thce.post_training.model_setup import load_stage_model
+from thce.post_training.trainers import LENGTH_COLUMN, ThceDPOTrainer, ThceSFTTrainer
+from thce.post_training.training_data import load_stage_datasets
+from thce.utils.config import load_config, training_arguments
+
+
+def _dpo_config(tmp_path, tiny_model_dir, *overrides):
+    return load_config(write_stage_config(tmp_path, 3, tiny_model_dir), list(overrides))
+
+
+def _dpo_trainer(config, model, precision, model_loss=True, ref_model=None, **training):
+    args = training_arguments(config, use_cpu=True, bf16=precision == "bf16", **training)
+    train, _ = load_stage_datasets(config)
+    _, tokenizer = load_stage_model(config)
+    return ThceDPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        model_loss=model_loss,
+    )
+
+
+def _perturb(model, seed=1, scale=0.05):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+
+
+def _loss(trainer, rows, precision):
+    batch = trainer.data_collator(rows)
+    trainer.model.eval()
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        return trainer.compute_loss(trainer.model, batch).item()
+
+
+@pytest.mark.parametrize("loss_type", ["apo_zero", "sigmoid"])
+def test_dpo_answer_only_head_gives_trl_full_head_loss(tmp_path, tiny_model_dir, loss_type):
+    config = _dpo_config(tmp_path, tiny_model_dir, f"training.loss_type=[{loss_type}]")
+    base, _ = load_stage_model(config)
+    policy = copy.deepcopy(base)
+    _perturb(policy)  # policy != reference, or every log-ratio is 0 and the loss a constant
+    ours = _dpo_trainer(config, copy.deepcopy(policy), "fp32", ref_model=copy.deepcopy(base))
+    theirs = _dpo_trainer(
+        config, copy.deepcopy(policy), "fp32", model_loss=False, ref_model=copy.deepcopy(base)
+    )
+    assert getattr(ours.model, "_thce_answer_only_head", False)
+    assert not getattr(theirs.model, "_thce_answer_only_head", False)
+    rows = [ours.train_dataset[i] for i in range(6)]
+    assert _loss(ours, rows, "fp32") == pytest.approx(_loss(theirs, rows, "fp32"), rel=1e-5)
+    # The logged metrics come from the same per-token fields.
+    for name in ("entropy", "logits/chosen", "mean_token_accuracy", "rewards/margins"):
+        assert ours._metrics["eval"][name][-1] == pytest.approx(
+            theirs._metrics["eval"][name][-1], rel=1e-4
+        ), name
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 2e-2)])
+def test_precomputed_reference_log_probs_give_the_same_loss(tmp_path, tiny_model_dir, precision, tolerance):
+    config = _dpo_config(tmp_path, tiny_model_dir)
+    base, _ = load_stage_model(config)
+    precomputed = _dpo_trainer(config, copy.deepcopy(base), precision, precompute_ref_log_probs=True)
+    assert precomputed.ref_model is None, "with precomputed log-probs no reference copy is kept"
+    assert {"ref_chosen_logps", "ref_rejected_logps"} <= set(precomputed.train_dataset.column_names)
+    _perturb(precomputed.model)  # as if trained: the reference must stay the starting model
+    live = _dpo_trainer(config, copy.deepcopy(precomputed.model), precision, ref_model=copy.deepcopy(base))
+    rows = [precomputed.train_dataset[i] for i in range(6)]
+    plain_rows = [{k: v for k, v in row.items() if not k.startswith("ref_")} for row in rows]
+    with_cache = _loss(precomputed, rows, precision)
+    assert with_cache == pytest.approx(_loss(live, plain_rows, precision), rel=tolerance, abs=tolerance)
+    assert abs(precomputed._metrics["eval"]["rewards/margins"][-1]) > 1e-3, "policy and reference must differ"
+
+
+def test_reference_cache_is_reused_and_follows_the_model(tmp_path, tiny_model_dir):
+    config = _dpo_config(tmp_path, tiny_model_dir)
+    base, _ = load_stage_model(config)
+    first = _dpo_trainer(config, copy.deepcopy(base), "fp32", precompute_ref_log_probs=True)
+    again = _dpo_trainer(config, copy.deepcopy(base), "fp32", precompute_ref_log_probs=True)
+    assert again.train_dataset["ref_chosen_logps"] == first.train_dataset["ref_chosen_logps"]
+    assert again.train_dataset.cache_files == first.train_dataset.cache_files, "second run reads the cache"
+    changed = copy.deepcopy(base)
+    _perturb(changed)
+    other = _dpo_trainer(config, changed, "fp32", precompute_ref_log_probs=True)
+    assert other.train_dataset["ref_chosen_logps"] != first.train_dataset["ref_chosen_logps"]
+
+
+def test_dpo_batches_are_grouped_by_length(tmp_path, tiny_model_dir):
+    config = _dpo_config(tmp_path, tiny_model_dir)
+    base, _ = load_stage_model(config)
+    trainer = _dpo_trainer(
+        config, base, "fp32", train_sampling_strategy="group_by_length", per_device_train_batch_size=4
+    )
+    row = trainer.train_dataset[0]
+    assert row[LENGTH_COLUMN] == len(row["prompt_ids"]) + max(
+        len(row["chosen_ids"]), len(row["rejected_ids"])
+    )
+    lengths = [trainer.train_dataset[i][LENGTH_COLUMN] for i in trainer._get_train_sampler()]
+    # LengthGroupedSampler: the first batch holds the longest example; batches are sorted within megabatches.
+    assert lengths[0] == max(lengths)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 8  # 4 pairs: chosen and rejected rows
+
+
+@pytest.mark.slow
+def test_compiled_sft_step_gives_the_eager_loss(tmp_path, tiny_model_dir):
+    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir))
+    train, _ = load_stage_datasets(config)
+    model, tokenizer = load_stage_model(config)
+    args = training_arguments(config, use_cpu=True, bf16=False)
+    trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    model.eval()
+    with torch.no_grad():
+        eager = trainer.compute_loss(model, dict(batch)).item()
+        compiled = trainer.compute_loss(torch.compile(model), dict(batch)).item()
+    assert compiled == pytest.approx(eager, rel=1e-4)
