@@ -125,3 +125,23 @@ def test_compiled_sft_step_gives_the_eager_loss(tmp_path, tiny_model_dir):
         eager = trainer.compute_loss(model, dict(batch)).item()
         compiled = trainer.compute_loss(torch.compile(model), dict(batch)).item()
     assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_stage_3_trains_with_the_demo_settings_and_evaluates(tmp_path, tiny_model_dir):
+    """The stage-3 configs' path end to end: cached reference pass, grouped batches, evaluation on validation."""
+    import json
+    import shutil
+
+    from thce.post_training.run import train_stage
+
+    stage_2 = train_stage(load_config(write_stage_config(tmp_path, 2, tiny_model_dir, max_steps=1)))
+    path = write_stage_config(
+        tmp_path, 3, stage_2, max_steps=4, precompute_ref_log_probs=True, precompute_ref_batch_size=16,
+        train_sampling_strategy="group_by_length", eval_strategy="steps", eval_steps=2,
+    )  # fmt: skip
+    data = tmp_path / "data_stage_3"
+    shutil.copy(data / "train.parquet", data / "validation.parquet")
+    final = train_stage(load_config(path))
+    history = json.loads((final / "training_summary.json").read_text())["log_history"]
+    assert [e["step"] for e in history if "eval_loss" in e] == [2, 4]
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in history if "loss" in e)
