@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from thce.utils.config import apply_override, build_dataclass, read_yaml_mapping
+from thce.utils.config import RetrievalConfig, apply_override, build_dataclass, read_yaml_mapping
 from thce.utils.errors import UserError
 
 RESULTS_FORMAT = "thce-eval"
@@ -59,6 +59,8 @@ class EvalConfig:
     seed: int = 42
     limit: int | None = None
     report: bool = True
+    # Candidate retrieval: its recall@k is reported beside the model (a checkpoint's own section wins).
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def __post_init__(self) -> None:
         from thce.evaluation.baseline import METHODS
