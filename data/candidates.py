@@ -27,7 +27,27 @@ from thce.utils.config import CandidateDataConfig
 RETRIEVER_CONFUSION = "retriever_confusion"
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that never decide between two codes on their own.
-_FILLER = frozenset(["of", "the", "and", "or", "in", "to", "for", "by", "a", "an", "as", "on", "at", "due", "other", "unspecified", "specified"])
+_FILLER = frozenset(
+    [
+        "of",
+        "the",
+        "and",
+        "or",
+        "in",
+        "to",
+        "for",
+        "by",
+        "a",
+        "an",
+        "as",
+        "on",
+        "at",
+        "due",
+        "other",
+        "unspecified",
+        "specified",
+    ]
+)
 _AXES = (
     ("laterality", re.compile(r"\b(?:right|left|bilateral)\b")),
     ("encounter", re.compile(r"\b(?:initial|subsequent|sequela)\b")),

@@ -17,6 +17,7 @@ place that wires data, training and evaluation together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -82,7 +83,11 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     for name, model in models.items():
         step = time.perf_counter()
         # The base model has no retrieval settings of its own: it reads stage 1's candidates.
-        retrieval = stages[0].retrieval if name == "base" and stages[0].retrieval.enabled else None
+        retrieval = (
+            dataclasses.asdict(stages[0].retrieval)
+            if name == "base" and stages[0].retrieval.enabled
+            else None
+        )
         for dataset in datasets:
             evaluations[(name, dataset)] = _evaluate(
                 pipeline, name, model, dataset, results_dir, force, len(datasets) > 1, retrieval
@@ -143,7 +148,9 @@ def _evaluate(
     """One model on one dataset (each dataset is scored on its own: its own CIs and baseline comparisons)."""
     from thce.evaluation.evaluate_model import evaluate
 
-    output = results_dir / (f"{name}_{Path(dataset).stem}_eval.json" if per_dataset and dataset else f"{name}_eval.json")
+    output = results_dir / (
+        f"{name}_{Path(dataset).stem}_eval.json" if per_dataset and dataset else f"{name}_eval.json"
+    )
     model_path = Path(model)
     fresh = output.is_file() and (
         not model_path.exists() or output.stat().st_mtime > model_path.stat().st_mtime
@@ -176,7 +183,9 @@ def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
             row["train_seconds"] = training.get("wall_seconds")
         metrics = result.get("metrics", {})
         row.update({key: metrics.get(key) for key in HEADLINE})
-        row["examples"] = result.get("n_examples") or sum(d.get("n_records", 0) for d in result.get("datasets", []))
+        row["examples"] = result.get("n_examples") or sum(
+            d.get("n_records", 0) for d in result.get("datasets", [])
+        )
         keyword = result.get("baselines", {}).get("keyword")
         if keyword:
             row["keyword_exact_match"] = keyword["metrics"].get("exact_match")

@@ -101,6 +101,7 @@ def test_stage_3_record_becomes_a_confusion_pair_with_traces():
         "E11.65:"
     )
     assert counts == {"gold_missed": 0, "gold_inserted": 0, "gold_not_offered": 0}
+    assert [c["code"] for c in offered] == ["E11.65", "E11.9"]
     assert record["rejection_kind"] == "sibling"  # the input record is not mutated
 
 
