@@ -108,3 +108,51 @@ def test_stage_3_record_becomes_a_confusion_pair_with_traces():
 def test_candidate_options_are_validated():
     with pytest.raises(UserError, match="gold_insertion_rate"):
         CandidateDataConfig(gold_insertion_rate=1.5)
+
+
+@pytest.mark.parametrize(
+    ("stage", "generator"), [(1, "icd10cm"), (2, "icd10cm_reasoning"), (3, "icd10cm_preference")]
+)
+def test_collect_puts_the_retrievers_candidates_into_every_train_prompt(tmp_path, stage, generator):
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from thce.data.data_collection import collect
+    from thce.utils.config import load_config
+
+    raw = {
+        "stage": stage,
+        "seed": 3,
+        "data": {
+            "sources": [{"kind": "synthetic", "generator": generator, "entries": 60}],
+            "preprocess": {"scrub_phi": False},
+            "split": {"heldout_code_fraction": 0.0, "test_seen_fraction": 0.0, "validation_fraction": 0.0},
+            "candidates": {"gold_insertion_rate": 1.0, "confusion_pair_rate": 1.0},
+            "output_dir": str(tmp_path / "out"),
+        },
+        "retrieval": {"enabled": True, "k": 4, "description_max_chars": 50},
+        "chat": {"template": f"stage_{stage}"},
+    }
+    path = tmp_path / "stage.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    collect(load_config(path), progress=False)
+    rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    metadata = json.loads((tmp_path / "out" / "dataset_metadata.json").read_text())["candidates"]
+    assert len(rows) == 60 and metadata["train_examples"] == 60
+    assert metadata["gold_not_offered"] == 0 and metadata["gold_inserted"] == metadata["gold_missed"]
+    for row in rows:
+        user = row["prompt"][-1]["content"]
+        listed = [line.split(" ")[1] for line in user.split("Candidates:\n", 1)[1].splitlines()]
+        assert len(listed) == 4
+        answer = row["chosen" if stage == 3 else "completion"][0]["content"]
+        codes = [line.split(": ", 1)[1] for line in answer.splitlines() if line.startswith("ICD10: ")]
+        assert set(codes) <= set(listed)  # every gold code is offered (insertion rate 1.0)
+        if stage > 1:
+            trace = answer.split("</think>")[0]
+            assert trace.startswith("<think>" + codes[0] + ":") and len(trace.split()) < 40 * len(codes)
+        if stage == 3:
+            assert row["rejection_kind"] == "retriever_confusion"
+            rejected = row["rejected"][0]["content"].split("</think>\n")[1]
+            assert rejected != answer.split("</think>\n")[1]
