@@ -33,6 +33,7 @@ from loguru import logger
 
 from thce.utils.config import RetrievalConfig, apply_override, build_dataclass, read_yaml_mapping
 from thce.utils.errors import UserError
+from thce.utils.schemas import canonical_problem
 
 RESULTS_FORMAT = "thce-eval"
 RESULTS_FORMAT_VERSION = 1
@@ -113,16 +114,10 @@ def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, A
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise UserError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise UserError(f"{where}: expected a JSON object (a canonical record)")
-            if not isinstance(record.get("text"), str) or not record["text"].strip():
-                raise UserError(f"{where}: field 'text' is missing or empty")
-            codes = record.get("codes")
-            if not isinstance(codes, list) or not codes:
-                raise UserError(f"{where}: field 'codes' is missing or empty (evaluation needs gold codes)")
-            for i, code in enumerate(codes):
-                if not isinstance(code, dict) or not code.get("system") or not code.get("code"):
-                    raise UserError(f"{where}: codes[{i}] must be an object with 'system' and 'code'")
+            problem = canonical_problem(record)
+            if problem:
+                hint = " (evaluation needs gold codes)" if problem.startswith("field 'codes'") else ""
+                raise UserError(f"{where}: {problem}{hint}")
             record.setdefault("id", f"{path.stem}-{number}")
             records.append(record)
             if limit is not None and len(records) >= limit:
