@@ -1,6 +1,6 @@
 """Data quality checks for canonical, preference and trainer-ready datasets (JSONL or parquet).
 
-Checks (the seed's list, SYSTEM_OVERVIEW.md): schema, code validity rate, text length and language
+Checks (the seed's list of quality checks): schema, code validity rate, text length and language
 (langdetect, on a seeded sample) distribution, reasoning present (stage 2+), preference-pair consistency
 (stage 3: chosen != rejected, chosen valid, rejected differs in codes), duplicate rate, PHI residue (the
 pattern rules of `thce.utils.phi`). `check_dataset` returns a JSON-able report with `passed` and the
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from thce.utils.config import QualityConfig
+from thce.utils.config import QualityConfig, StageConfig
 from thce.utils.errors import UserError
 from thce.utils.medical_chat_templates import answer_reasoning, parse_answer_codes
 from thce.utils.schemas import (
@@ -27,6 +27,7 @@ from thce.utils.schemas import (
     record_kind,
     trainer_row_problem,
 )
+from thce.utils.stage_layout import QUALITY_REPORT
 
 MIN_LANGUAGE_CHARS = 60
 
@@ -296,6 +297,15 @@ def check_dataset(
         "failed": failed,
         "passed": not failed,
     }
+
+
+def quality_gate(config: StageConfig, directory: str | Path | None = None) -> dict[str, Any]:
+    """The check `thce collect` and `thce pipeline` run on a freshly collected stage: the stage's thresholds
+    over its `train.parquet`; the report is written beside it (`quality_report.json`)."""
+    directory = Path(directory) if directory is not None else config.layout.data_dir
+    report = check_dataset(directory / "train.parquet", config.stage, config.data.quality, config.seed)
+    (directory / QUALITY_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 def format_summary(report: dict[str, Any]) -> str:
