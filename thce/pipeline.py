@@ -166,7 +166,9 @@ def _evaluate(
     options = dict(pipeline.evaluation)
     if dataset is not None:
         options["datasets"] = [dataset]
-    return evaluate(model, output=output, config=pipeline.evaluation_config, retrieval=retrieval, **options)
+    if retrieval is not None:
+        options["retrieval"] = retrieval
+    return evaluate(model, output=output, config=pipeline.evaluation_config, **options)
 
 
 def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
