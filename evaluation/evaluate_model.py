@@ -220,6 +220,9 @@ def score_predictions(
                 "confidence": prediction.get("confidence"),
                 "reasoning": prediction.get("reasoning"),
                 "raw": prediction.get("raw"),
+                "offered": [[c["system"], c["code"]] for c in prediction["offered"]]
+                if prediction.get("offered")
+                else None,
                 "exact": stat["exact"],
                 "error_category": error,
             }
