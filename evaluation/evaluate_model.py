@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +28,18 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from thce.utils.config import apply_override, build_dataclass, read_yaml_mapping
+from thce.utils.config import apply_override, bounded, build_dataclass, read_yaml_mapping
 from thce.utils.errors import UserError
+from thce.utils.io import (
+    check_output,
+    check_replaceable_directory,
+    iter_jsonl,
+    read_json,
+    staged_directory,
+    write_atomically,
+    write_json,
+    write_jsonl,
+)
 
 RESULTS_FORMAT = "thce-eval"
 RESULTS_FORMAT_VERSION = 1
@@ -46,18 +53,18 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=list)
     batch_size: int = 32
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    max_new_tokens: int | None = None
+    max_new_tokens: int | None = bounded(None, 1)
     num_beams: int = 1
     top_k: int = 5
     constrained: bool = True
     force_format: bool = True
     max_codes: int = 5
-    think_budget: int | None = None
+    think_budget: int | None = bounded(None, 0)
     baselines: list[str] = field(default_factory=lambda: ["random", "keyword", "most_frequent", "rule_based"])
     train_data: str | None = None
     bootstrap_resamples: int = 1000
     seed: int = 42
-    limit: int | None = None
+    limit: int | None = bounded(None, 1)
     report: bool = True
 
     def __post_init__(self) -> None:
@@ -99,32 +106,23 @@ def load_eval_config(
 def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Canonical records with a non-empty `text` and at least one `{system, code}`; clear errors otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"dataset {path} does not exist")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be a positive number of records, got {limit}")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise UserError(f"{where}: expected a JSON object (a canonical record)")
-            if not isinstance(record.get("text"), str) or not record["text"].strip():
-                raise UserError(f"{where}: field 'text' is missing or empty")
-            codes = record.get("codes")
-            if not isinstance(codes, list) or not codes:
-                raise UserError(f"{where}: field 'codes' is missing or empty (evaluation needs gold codes)")
-            for i, code in enumerate(codes):
-                if not isinstance(code, dict) or not code.get("system") or not code.get("code"):
-                    raise UserError(f"{where}: codes[{i}] must be an object with 'system' and 'code'")
-            record.setdefault("id", f"{path.stem}-{number}")
-            records.append(record)
-            if limit is not None and len(records) >= limit:
-                break
+    for number, record in iter_jsonl(path, "dataset"):
+        where = f"{path}:{number}"
+        if not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise UserError(f"{where}: field 'text' is missing or empty")
+        codes = record.get("codes")
+        if not isinstance(codes, list) or not codes:
+            raise UserError(f"{where}: field 'codes' is missing or empty (evaluation needs gold codes)")
+        for i, code in enumerate(codes):
+            if not isinstance(code, dict) or not code.get("system") or not code.get("code"):
+                raise UserError(f"{where}: codes[{i}] must be an object with 'system' and 'code'")
+        record.setdefault("id", f"{path.stem}-{number}")
+        records.append(record)
+        if limit is not None and len(records) >= limit:
+            break
     if not records:
         raise UserError(f"dataset {path} holds no records")
     return records
@@ -295,35 +293,41 @@ def _compact(stat: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_results_output(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse, before any work, a results path that would overwrite an input or a folder THCE did not write.
+
+    A results file `P/NAME.json` comes with a folder `P/NAME/`; that folder is replaced only if an earlier
+    THCE run wrote it (it holds THCE's manifest)."""
+    output = Path(output)
+    if output.suffix.lower() != ".json":
+        raise UserError(f"--output {output}: a results file name must end in .json")
+    check_output(output, inputs, "--output")
+    side = check_output(output.with_suffix(""), inputs, "results folder", directory=True)
+    check_replaceable_directory(side, "results", "results folder")
+    return output
+
+
 def write_results(
-    results: dict[str, Any], rows: Sequence[Mapping[str, Any]], output: str | Path, report: bool = True
+    results: dict[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    output: str | Path,
+    report: bool = True,
+    inputs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Write the JSON, and beside it a folder with predictions.jsonl, report.md and plots (atomically)."""
     from thce.evaluation.report import markdown_report, write_plots
 
-    output = Path(output)
+    output = check_results_output(output, inputs)
     side = output.with_suffix("")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{side.name}.", dir=output.parent))
-    try:
-        with (staging / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with staged_directory(side, "results", "results folder") as staging:
+        write_jsonl(staging / "predictions.jsonl", rows)
         results["artefacts"] = {"predictions": str(side / "predictions.jsonl")}
         if report:
             plots = write_plots(results, staging / "plots")
-            (staging / "report.md").write_text(markdown_report(results, plots), encoding="utf-8")
+            write_atomically(staging / "report.md", markdown_report(results, plots))
             results["artefacts"]["report"] = str(side / "report.md")
             results["artefacts"]["plots"] = {name: str(side / "plots" / file) for name, file in plots.items()}
-        json_tmp = staging / "results.json"
-        json_tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        if side.exists():
-            shutil.rmtree(side)
-        os.replace(json_tmp, output)
-        staging.rename(side)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_json(output, results)
     logger.info(f"Wrote {output} and {side}/")
     return results
 
@@ -413,6 +417,7 @@ def evaluate(
     else:
         config = load_eval_config(config, overrides, **options)
     records, datasets = _load_datasets(dataset, model, config)
+    output = check_results_output(output or default_output(model), [d["path"] for d in datasets])
     started = time.perf_counter()
     if predictor is None:
         predictor = Predictor(
@@ -442,7 +447,7 @@ def evaluate(
         timing=timing, baselines=baselines,
     )  # fmt: skip
     results["timing"]["total_seconds"] = time.perf_counter() - started
-    return write_results(results, rows, output or default_output(model), report=config.report)
+    return write_results(results, rows, output, config.report, [d["path"] for d in datasets])
 
 
 def evaluate_baseline(
@@ -462,6 +467,9 @@ def evaluate_baseline(
     else:
         config = load_eval_config(config, overrides, **options)
     records, datasets = _load_datasets(dataset, "stage_1", config)
+    output = output or Path("results") / f"baseline_{method}_eval.json"
+    inputs = [d["path"] for d in datasets] + ([config.train_data] if config.train_data else [])
+    check_results_output(output, inputs)
     training_codes = None
     if method == "most_frequent":
         train = config.train_data or _default_train_data(None)
@@ -485,9 +493,7 @@ def evaluate_baseline(
         stats, rows, config, model=f"baseline:{method}", datasets=datasets, inference={"baseline": method},
         timing={"predict_seconds": elapsed, "examples_per_second": len(records) / max(elapsed, 1e-9)},
     )  # fmt: skip
-    return write_results(
-        results, rows, output or Path("results") / f"baseline_{method}_eval.json", config.report
-    )
+    return write_results(results, rows, output, config.report, inputs)
 
 
 # -- comparing two runs -----------------------------------------------------------------------------
@@ -496,12 +502,7 @@ def evaluate_baseline(
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results JSON written by this version of THCE (clear errors for anything else)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"results file {path} does not exist")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from err
+    results = read_json(path, "results file")
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise UserError(f'{path} is not a THCE evaluation results file (no "format": "{RESULTS_FORMAT}")')
     version = results.get("format_version")
@@ -510,6 +511,15 @@ def load_results(path: str | Path) -> dict[str, Any]:
             f"{path} was written in results format version {version} (thce {results.get('thce_version', '?')}); "
             f"this THCE reads version {RESULTS_FORMAT_VERSION}: re-run `thce evaluate` to regenerate it"
         )
+    rows = results.get("per_example")
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and {"split", "id", "exact", "gold", "predicted"} <= row.keys() for row in rows
+    ):
+        raise UserError(
+            f"{path}: 'per_example' is missing or incomplete (re-run `thce evaluate` to regenerate it)"
+        )
+    if not isinstance(results.get("datasets"), list):
+        raise UserError(f"{path}: 'datasets' is missing (re-run `thce evaluate` to regenerate it)")
     return results
 
 
@@ -520,6 +530,8 @@ def compare(
     from thce.evaluation import significance
     from thce.evaluation.report import comparison_markdown
 
+    if output is not None:
+        check_output(output, [a, b], "--output")
     first, second = load_results(a), load_results(b)
     index = {(row["split"], row["id"]): row for row in second["per_example"]}
     pairs = [
@@ -553,6 +565,5 @@ def compare(
     }
     comparison["markdown"] = comparison_markdown(first, second, comparison)
     if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(comparison["markdown"], encoding="utf-8")
+        write_atomically(output, comparison["markdown"])
     return comparison

@@ -117,11 +117,15 @@ def _train(config: StageConfig, force: bool) -> Path:
     ):
         logger.info(f"Stage {config.stage}: already trained ({final})")
         return final
-    if final.exists() and not force:
-        logger.info(f"Stage {config.stage}: {final} was trained from another config; training again")
-    # A changed config invalidates this stage's checkpoints too; an unchanged one resumes from them.
-    stale = (output / RESOLVED_CONFIG).is_file() and not _same_config(output / RESOLVED_CONFIG, config)
-    return train_stage(config, force=force or stale)
+    # A changed config invalidates this stage's checkpoints and final/; only --force may discard them
+    # (they may be a `thce train` run the user wants to keep).
+    earlier = [p for p in (output / RESOLVED_CONFIG, final / RESOLVED_CONFIG) if p.is_file()]
+    if not force and any(not _same_config(p, config) for p in earlier):
+        raise UserError(
+            f"{output} holds a stage-{config.stage} run of a different config ({earlier[0]}); re-run with "
+            "--force to discard it, or point training.output_dir elsewhere"
+        )
+    return train_stage(config, force=force)
 
 
 def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_dir: Path, force: bool) -> dict:

@@ -9,17 +9,17 @@ failed thresholds; `format_summary` renders it for people.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from thce.utils.config import QualityConfig
+from thce.utils.config import QualityConfig, apply_override, build_dataclass
 from thce.utils.errors import UserError
+from thce.utils.io import iter_jsonl, iter_parquet_rows
 
 _ANSWER_LINE = re.compile(r"^\s*(ICD10|CPT|HCPCS)\s*:\s*(\S+)\s*$", re.MULTILINE)
 MIN_LANGUAGE_CHARS = 60
@@ -31,21 +31,38 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / "train.parquet"
-    if not path.exists():
-        raise UserError(f"quality: no such file: {path}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
+        yield from iter_parquet_rows(path, "quality input")
         return
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{line_number}: malformed JSON ({err.msg})") from err
+    for _, row in iter_jsonl(path, "quality input"):
+        yield row
+
+
+def quality_thresholds(overrides: Sequence[str]) -> QualityConfig:
+    """`QualityConfig` from `--set data.quality.KEY=VALUE` overrides alone (no stage config given)."""
+    raw: dict[str, Any] = {}
+    for override in overrides:
+        if not override.partition("=")[0].strip().startswith("data.quality."):
+            raise UserError(f"--set {override!r}: without --config only data.quality.* thresholds can be set")
+        apply_override(raw, override.removeprefix("data."), "--set")
+    return build_dataclass(QualityConfig, raw.get("quality", {}), section="data.quality", file="--set")
+
+
+def _code_refs(value: Any) -> list[Any]:
+    """Codes as `{system, code}` dicts, also when written as strings or numbers ("E11.9", "CPT: 99213")."""
+    if isinstance(value, str):
+        value = [item for item in re.split(r"[;,|]", value) if item.strip()]
+    if not isinstance(value, (list, tuple)):
+        return value if value is None else [value]
+    refs = []
+    for item in value:
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            system, sep, code = str(item).partition(":")
+            refs.append({"system": system.strip().upper(), "code": code.strip()} if sep else
+                        {"system": "ICD10", "code": str(item).strip()})  # fmt: skip
+        else:
+            refs.append(item)
+    return refs
 
 
 def parse_answer_codes(answer: str) -> list[dict[str, str]]:
@@ -83,15 +100,15 @@ def row_view(row: dict[str, Any]) -> dict[str, Any]:
         return {
             "format": "preference",
             "text": row["text"],
-            "codes": row["chosen"]["codes"],
+            "codes": _code_refs(row["chosen"]["codes"]),
             "reasoning": row["chosen"].get("reasoning"),
-            "rejected_codes": row["rejected"]["codes"],
+            "rejected_codes": _code_refs(row["rejected"]["codes"]),
             "rejected_reasoning": row["rejected"].get("reasoning"),
         }
     return {
         "format": "canonical",
         "text": row["text"],
-        "codes": row["codes"],
+        "codes": _code_refs(row["codes"]),
         "reasoning": row.get("reasoning"),
     }
 
@@ -118,6 +135,12 @@ def _schema_problem(row: dict[str, Any]) -> str | None:
         return "empty text"
     if not view["codes"]:
         return "no codes"
+    for codes in (view["codes"], view.get("rejected_codes") or []):
+        if not isinstance(codes, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+            for c in codes
+        ):
+            return "codes are not a list of {system, code}"
     return None
 
 
@@ -229,7 +252,9 @@ def check_dataset(
         "code_validity": codes_valid / codes_total if codes_total else 0.0,
         "duplicate_rate": duplicates / valid_rows if valid_rows else 0.0,
         "phi_residue_rate": phi_rows / valid_rows if valid_rows else 0.0,
-        "english_rate": languages.get("en", 0) / sampled,
+        # None: every text was too short for langdetect, so language was not measured (not a failure).
+        "english_rate": languages.get("en", 0) / sampled if reservoir else None,
+        "longest_text_chars": max(lengths, default=0),
         "reasoning_rate": with_reasoning / valid_rows if valid_rows else 0.0,
         "preference_consistency": consistent / pairs if pairs else None,
     }
@@ -251,11 +276,19 @@ def check_dataset(
             f"<= {thresholds.max_phi_residue_rate}",
         ),
         (
-            "english_rate",
-            metrics["english_rate"] >= thresholds.min_english_rate,
-            f">= {thresholds.min_english_rate}",
+            "longest_text_chars",
+            metrics["longest_text_chars"] <= thresholds.max_text_chars,
+            f"<= {thresholds.max_text_chars}",
         ),
     ]
+    if metrics["english_rate"] is not None:
+        checks.append(
+            (
+                "english_rate",
+                metrics["english_rate"] >= thresholds.min_english_rate,
+                f">= {thresholds.min_english_rate}",
+            )
+        )
     if inferred_stage >= 2:
         checks.append(
             (
@@ -306,7 +339,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"  code validity        {m['code_validity']:.4f} ({report['codes_checked']} codes)",
         f"  duplicate rate       {m['duplicate_rate']:.4f}",
         f"  PHI residue rate     {m['phi_residue_rate']:.4f} {report['phi_residue']['kinds'] or ''}",
-        f"  English (sample {report['language_sample']})  {m['english_rate']:.3f} {dict(list(report['languages'].items())[:4])}",
+        f"  English (sample {report['language_sample']})  {m['english_rate']:.3f} {dict(list(report['languages'].items())[:4])}"
+        if m["english_rate"] is not None
+        else f"  English              not measured (every text is under {MIN_LANGUAGE_CHARS} characters)",
         f"  reasoning present    {m['reasoning_rate']:.4f}",
         f"  text length (chars)  min {length.get('min')} p50 {length.get('p50')} p95 {length.get('p95')} max {length.get('max')}",
     ]

@@ -71,7 +71,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> ResolvedModel:
         return ResolvedModel(name, target, "embedded-converted")
     raise UserError(
         f"model {name} is neither a local directory nor in the hub cache, and only {EMBEDDED_MODEL_ID} "
-        "ships with THCE; download it first (`hf download {name}`) on a machine with network access"
+        f"ships with THCE; download it first (`hf download {name}`) on a machine with network access"
     )
 
 

@@ -36,7 +36,7 @@ def test_trie_holds_exactly_the_codes(tokenizer):
 def test_cached_trie_is_reused(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("THCE_HOME", str(tmp_path))
     first = load_code_trie("ICD10", tokenizer, CODES)
-    assert len(list((tmp_path / "tries").glob("*.pickle"))) == 1
+    assert len(list((tmp_path / "tries").glob("*.json"))) == 1
     second = load_code_trie("ICD10", tokenizer, CODES)
     assert second.children == first.children
 

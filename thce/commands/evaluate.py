@@ -1,7 +1,7 @@
 """`thce predict`, `thce evaluate`, `thce baseline`, `thce compare`: inference and evaluation verbs."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -44,40 +44,36 @@ def predict(
     force_format: Annotated[
         bool, typer.Option("--force-format/--free-format", help="Force the answer lines.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 32,
-    precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
-    max_new_tokens: Annotated[int | None, typer.Option(help="Default 32 (256 for reasoning models).")] = None,
-    num_beams: Annotated[int, typer.Option(help="Beam search width (ranks candidates).")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 32,
+    precision: Annotated[
+        Literal["auto", "bf16", "fp16", "fp32"], typer.Option(help="Compute precision.")
+    ] = "auto",
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Default 32 (256 for reasoning models).")
+    ] = None,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam search width (ranks candidates).")] = 1,
 ) -> None:
     """Predict codes: prints the seed's JSON ({"code", "reasoning", "confidence"} plus "codes")."""
     import json
-    import os
-    import tempfile
 
     from thce.inference.predictor import Predictor
     from thce.utils.errors import UserError
+    from thce.utils.io import check_output, iter_jsonl, write_jsonl
 
     records = []
     if input_file is not None:
-        if not input_file.is_file():
-            raise UserError(f"input file {input_file} does not exist")
-        for number, line in enumerate(input_file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{input_file}, line {number}: not valid JSON ({err.msg})") from err
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("text"), str)
-                or not record["text"].strip()
-            ):
-                raise UserError(f"{input_file}, line {number}: field 'text' is missing or empty")
+        for number, record in iter_jsonl(input_file, "--input"):
+            if not isinstance(record.get("text"), str) or not record["text"].strip():
+                raise UserError(f"{input_file}:{number}: field 'text' is missing or empty")
             records.append(record)
-    records += [{"text": text} for text in texts or []]
+    for number, text in enumerate(texts or [], 1):
+        if not text.strip():
+            raise UserError(f"text argument {number} is empty; give the clinical text to code")
+        records.append({"text": text})
     if not records:
         raise UserError("nothing to predict: give text arguments or --input records.jsonl")
+    if output is not None:
+        check_output(output, [input_file], "--output")
     predictor = Predictor(
         model, precision, constrain, force_format=force_format, batch_size=batch_size,
         max_new_tokens=max_new_tokens, num_beams=num_beams,
@@ -92,11 +88,7 @@ def predict(
         for line in lines:
             typer.echo(json.dumps(line, indent=2 if len(lines) == 1 else None, ensure_ascii=False))
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
-        for line in lines:
-            tmp.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp.name, output)
+    write_jsonl(output, lines)
     typer.echo(f"wrote {len(lines)} predictions to {output}")
 
 
@@ -108,7 +100,9 @@ def evaluate(
         Path | None, typer.Option("--output", "-o", help="Results JSON (default results/stage_N_eval.json).")
     ] = None,
     overrides: SetOption = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N records of each dataset.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N records of each dataset.")
+    ] = None,
 ) -> None:
     """Evaluate a model: results JSON, predictions.jsonl, Markdown report and plots."""
     from thce.evaluation.evaluate_model import _load_datasets, load_eval_config
