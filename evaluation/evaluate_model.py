@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from thce.utils.config import apply_override, bounded, build_dataclass, read_yaml_mapping
+from thce.utils.config import RetrievalConfig, apply_override, bounded, build_dataclass, read_yaml_mapping
 from thce.utils.errors import UserError
 from thce.utils.io import (
     check_output,
@@ -66,6 +66,8 @@ class EvalConfig:
     seed: int = 42
     limit: int | None = bounded(None, 1)
     report: bool = True
+    # Candidate retrieval: its recall@k is reported beside the model (a checkpoint's own section wins).
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def __post_init__(self) -> None:
         from thce.evaluation.baseline import METHODS

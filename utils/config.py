@@ -197,6 +197,33 @@ class RunConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    """Candidate retrieval (thce.retrieval): which codes a candidate-aware prompt offers the model.
+
+    Lives here because utils cannot import thce.retrieval; the retriever reads it, a checkpoint stores it
+    in its thce_config.yaml, and predict/evaluate/serve rebuild the same candidates from it.
+    """
+
+    enabled: bool = False  # false: the model writes codes from memory (no candidates in the prompt)
+    k: int = 10  # candidates offered per note
+    system: Literal["ICD10"] = "ICD10"  # code system searched (CPT/HCPCS need a licensed file: later)
+    expand_abbreviations: bool = True  # HTN -> hypertension ... before search (the note itself is unchanged)
+    split_mentions: bool = True  # one query per sentence / list item / `;` phrase, fused; else the whole note
+    per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
+    rrf_c: int = 60  # reciprocal-rank fusion constant: score = sum over lists of 1 / (rrf_c + rank)
+    description_max_chars: int = 0  # >0: candidate descriptions cut to this length (middle words) for prompts
+
+    def __post_init__(self) -> None:
+        for name in ("k", "per_mention", "rrf_c"):
+            if getattr(self, name) < 1:
+                raise UserError(f"retrieval.{name} must be at least 1 (got {getattr(self, name)})")
+        if self.description_max_chars < 0:
+            raise UserError(
+                f"retrieval.description_max_chars must be 0 (no trimming) or more (got {self.description_max_chars})"
+            )
+
+
+@dataclass
 class StageConfig:
     stage: Literal[1, 2, 3]
     seed: int = bounded(42, 0, 2**32 - 1)
@@ -205,6 +232,7 @@ class StageConfig:
     chat: ChatConfig = field(default_factory=ChatConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     training: dict[str, Any] = field(default_factory=dict)
     # Not YAML keys: where the config came from and what was overridden, for the resolved copy.
     source_path: str | None = field(default=None, metadata={"internal": True})
