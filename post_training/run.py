@@ -90,7 +90,16 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
         args.greater_is_better = False
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.run.early_stopping_patience))
 
-    trainer = _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, callbacks)
+    try:
+        trainer = _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, callbacks)
+    except Exception as err:
+        if not args.push_to_hub:
+            raise
+        # With push_to_hub the trainer creates the hub repo on construction; the hub client raises many types.
+        raise UserError(
+            f"training.push_to_hub: could not reach or create the hub repository ({type(err).__name__}: {err}); "
+            "check HF_TOKEN and network access, or set training.push_to_hub: false"
+        ) from err
     if trainer.is_world_process_zero():
         save_resolved_config(config, output_dir, RESOLVED_CONFIG)
     if checkpoint:

@@ -111,3 +111,17 @@ def test_pipeline_runs_end_to_end_and_skips_finished_steps(tmp_path, tiny_llama,
     again = run_pipeline(pipeline)
     assert (tmp_path / "outputs/stage_3/final/model.safetensors").stat().st_mtime == model_mtime
     assert again["timings_seconds"]["total"] < summary["timings_seconds"]["total"] / 2
+
+
+def test_pipeline_never_discards_another_configs_training_run_without_force(tmp_path):
+    from thce.pipeline import _train
+    from thce.utils.config import load_config
+
+    config = load_config(_stage(tmp_path, 1, "unused", "icd10cm", 10))
+    output = tmp_path / "outputs/stage_1"
+    (output / "checkpoint-2").mkdir(parents=True)
+    (output / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (output / "thce_config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "seed": 7}))
+    with pytest.raises(UserError, match="different config.*--force"):
+        _train(config, force=False)
+    assert (output / "checkpoint-2" / "trainer_state.json").read_text() == "{}"

@@ -28,6 +28,7 @@ from loguru import logger
 
 from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config, read_yaml_mapping
 from thce.utils.errors import UserError
+from thce.utils.io import write_atomically, write_json
 from thce.utils.models import EMBEDDED_MODEL_ID
 
 HEADLINE = ("exact_match", "category_match", "f1_micro", "validity_rate")
@@ -85,8 +86,8 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     timings["total"] = time.perf_counter() - started
 
     summary = _summary(pipeline, stages, finals, evaluations, timings)
-    (results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (results_dir / "summary.md").write_text(summary_table(summary) + "\n")
+    write_json(results_dir / "summary.json", summary)
+    write_atomically(results_dir / "summary.md", summary_table(summary) + "\n")
     return summary
 
 

@@ -143,3 +143,22 @@ def test_staged_directory_swaps_its_own_output_and_keeps_it_when_the_gate_fails(
         io.staged_directory(target, "results"),
     ):
         pass
+
+
+def test_remove_directory_deletes_only_what_thce_wrote(tmp_path):
+    ours = tmp_path / "outputs"
+    ours.mkdir()
+    io.write_manifest(ours, "training")
+    (ours / "checkpoint-1").mkdir()
+    io.remove_directory(ours, "training")
+    assert not ours.exists()
+    theirs = tmp_path / "home"
+    theirs.mkdir()
+    (theirs / "photos.zip").write_bytes(b"x")
+    with pytest.raises(UserError, match="THCE will not delete it"):
+        io.remove_directory(theirs, "training")
+    assert (theirs / "photos.zip").read_bytes() == b"x"
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "thce_config.yaml").write_text("stage: 1\n")
+    assert io.is_ours(legacy, "training") and not io.is_ours(legacy, "results")
