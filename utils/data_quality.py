@@ -1,6 +1,6 @@
 """Data quality checks for canonical, preference and trainer-ready datasets (JSONL or parquet).
 
-Checks (the seed's list, SYSTEM_OVERVIEW.md): schema, code validity rate, text length and language
+Checks (the seed's list of quality checks): schema, code validity rate, text length and language
 (langdetect, on a seeded sample) distribution, reasoning present (stage 2+), preference-pair consistency
 (stage 3: chosen != rejected, chosen valid, rejected differs in codes), duplicate rate, PHI residue (the
 pattern rules of `thce.utils.phi`). `check_dataset` returns a JSON-able report with `passed` and the
@@ -17,13 +17,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from thce.utils.config import QualityConfig, apply_override, build_dataclass
+from thce.utils.config import QualityConfig, StageConfig, apply_override, build_dataclass
 from thce.utils.errors import UserError
-from thce.utils.io import iter_jsonl, iter_parquet_rows
+from thce.utils.io import iter_jsonl, iter_parquet_rows, write_json
+from thce.utils.medical_chat_templates import answer_reasoning, parse_answer_codes
+from thce.utils.schemas import (
+    REQUIRED_FIELDS,
+    canonical_problem,
+    preference_problem,
+    record_kind,
+    trainer_row_problem,
+)
+from thce.utils.stage_layout import QUALITY_REPORT
 
-_ANSWER_LINE = re.compile(r"^\s*(ICD10|CPT|HCPCS)\s*:\s*(\S+)\s*$", re.MULTILINE)
 MIN_LANGUAGE_CHARS = 60
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -65,82 +72,92 @@ def _code_refs(value: Any) -> list[Any]:
     return refs
 
 
-def parse_answer_codes(answer: str) -> list[dict[str, str]]:
-    """`SYSTEM: CODE` lines of an assistant answer (the format of DESIGN.md section 3)."""
-    return [{"system": s, "code": c} for s, c in _ANSWER_LINE.findall(_THINK.sub("", answer))]
-
-
-def _reasoning_of(answer: str) -> str | None:
-    match = _THINK.search(answer)
-    return match.group(1).strip() if match else None
+def with_code_refs(row: Any) -> Any:
+    """A canonical or preference row with its codes as `{system, code}` objects, also where they were written
+    as strings or numbers ("E11.9", "CPT: 99213", "E11.9; I10"), the forms the sources accept."""
+    if not isinstance(row, dict):
+        return row
+    kind = record_kind(row)
+    if kind == "canonical" and "codes" in row:
+        return {**row, "codes": _code_refs(row["codes"])}
+    if kind == "preference":
+        return {
+            **row,
+            **{
+                side: {**row[side], "codes": _code_refs(row[side]["codes"])}
+                for side in ("chosen", "rejected")
+                if isinstance(row.get(side), dict) and "codes" in row[side]
+            },
+        }
+    return row
 
 
 def row_view(row: dict[str, Any]) -> dict[str, Any]:
     """One row, whatever its format, as {format, text, codes, reasoning, rejected_codes, rejected_reasoning}."""
-    if "prompt" in row:  # trainer-ready
+    kind = record_kind(row)
+    if kind.startswith("trainer"):
         text = next((m["content"] for m in row["prompt"] if m["role"] == "user"), "")
-        if "chosen" in row:
+        if kind == "trainer_preference":
             chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
             return {
                 "format": "trainer_preference",
                 "text": text,
                 "codes": parse_answer_codes(chosen),
-                "reasoning": _reasoning_of(chosen),
+                "reasoning": answer_reasoning(chosen),
                 "rejected_codes": parse_answer_codes(rejected),
-                "rejected_reasoning": _reasoning_of(rejected),
+                "rejected_reasoning": answer_reasoning(rejected),
             }
         answer = row["completion"][0]["content"]
         return {
             "format": "trainer_sft",
             "text": text,
             "codes": parse_answer_codes(answer),
-            "reasoning": _reasoning_of(answer),
+            "reasoning": answer_reasoning(answer),
         }
-    if "chosen" in row:
+    if kind == "preference":
         return {
             "format": "preference",
             "text": row["text"],
-            "codes": _code_refs(row["chosen"]["codes"]),
+            "codes": row["chosen"]["codes"],
             "reasoning": row["chosen"].get("reasoning"),
-            "rejected_codes": _code_refs(row["rejected"]["codes"]),
+            "rejected_codes": row["rejected"]["codes"],
             "rejected_reasoning": row["rejected"].get("reasoning"),
         }
     return {
         "format": "canonical",
         "text": row["text"],
-        "codes": _code_refs(row["codes"]),
+        "codes": row["codes"],
         "reasoning": row.get("reasoning"),
     }
 
 
-REQUIRED = {
-    "canonical": ("id", "text", "codes"),
-    "preference": ("id", "text", "chosen", "rejected", "rejection_kind"),
-    "trainer_sft": ("prompt", "completion", "id", "source"),
-    "trainer_preference": ("prompt", "chosen", "rejected", "id", "source", "rejection_kind"),
+_VALIDATORS = {
+    "canonical": canonical_problem,
+    "preference": preference_problem,
+    "trainer_sft": trainer_row_problem,
+    "trainer_preference": trainer_row_problem,
 }
 
 
 def _schema_problem(row: dict[str, Any]) -> str | None:
+    """The record schemas' own validator (`thce.utils.schemas`), then: the answer must hold codes."""
     if not isinstance(row, dict):
         return "not an object"
+    kind = record_kind(row)
+    missing = [k for k in REQUIRED_FIELDS[kind] if k not in row]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    problem = _VALIDATORS[kind](row)
+    if problem:
+        return problem
     try:
         view = row_view(row)
     except (KeyError, IndexError, TypeError) as err:
         return f"unreadable record ({type(err).__name__}: {err})"
-    missing = [k for k in REQUIRED[view["format"]] if k not in row]
-    if missing:
-        return f"missing {', '.join(missing)}"
     if not isinstance(view["text"], str) or not view["text"].strip():
         return "empty text"
     if not view["codes"]:
         return "no codes"
-    for codes in (view["codes"], view.get("rejected_codes") or []):
-        if not isinstance(codes, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
-            for c in codes
-        ):
-            return "codes are not a list of {system, code}"
     return None
 
 
@@ -195,6 +212,7 @@ def check_dataset(
     reservoir: list[str] = []
     rng = random.Random(seed)
     for n, row in enumerate(iter_rows(path)):
+        row = with_code_refs(row)
         rows += 1
         problem = _schema_problem(row)
         if problem:
@@ -328,6 +346,20 @@ def check_dataset(
         "failed": failed,
         "passed": not failed,
     }
+
+
+def quality_gate(
+    config: StageConfig, directory: str | Path | None = None, reported_as: str | Path | None = None
+) -> dict[str, Any]:
+    """The check `thce collect` (and so `thce pipeline`) runs on a freshly collected stage: the stage's
+    thresholds over its `train.parquet`; the report is written beside it (`quality_report.json`).
+    `reported_as`: the directory the report should name (collect checks a staging copy of it)."""
+    directory = Path(directory) if directory is not None else config.layout.data_dir
+    report = check_dataset(directory / "train.parquet", config.stage, config.data.quality, config.seed)
+    if reported_as is not None:
+        report["path"] = str(Path(reported_as) / "train.parquet")
+    write_json(directory / QUALITY_REPORT, report)
+    return report
 
 
 def format_summary(report: dict[str, Any]) -> str:

@@ -7,13 +7,7 @@ from typing import Annotated
 
 import typer
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Stage config YAML (configs/stage_N.yaml).")
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-]
+from thce.commands.options import SetOption, StageConfigOption
 
 
 def _load(config: Path, overrides: list[str] | None):
@@ -23,7 +17,7 @@ def _load(config: Path, overrides: list[str] | None):
 
 
 def generate(
-    config: ConfigOption,
+    config: StageConfigOption,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="JSONL to write (default data/raw/stage_N_synthetic.jsonl)."),
@@ -63,7 +57,7 @@ def generate(
 
 
 def collect(
-    config: ConfigOption,
+    config: StageConfigOption,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Default: the config's data.output_dir.")
     ] = None,
@@ -100,7 +94,7 @@ def collect(
 
 
 def preprocess(
-    config: ConfigOption,
+    config: StageConfigOption,
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Canonical or preference JSONL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL to write.")],
     output_format: Annotated[
@@ -110,50 +104,10 @@ def preprocess(
     overrides: SetOption = None,
 ) -> None:
     """Normalise, PHI-scrub, validate codes and chat-format one JSONL file (what collect does per source)."""
-    import json
-    from collections import Counter
+    from thce.data.preprocess_medical import preprocess_file
 
-    from thce.data.preprocess_medical import Preprocessor, log_invalid, to_trainer_row
-    from thce.data.sources import read_source
-    from thce.utils.config import SourceConfig
-    from thce.utils.errors import UserError
-    from thce.utils.io import atomic_file, check_input_file, check_output
-
-    if output_format not in ("chat", "canonical"):
-        raise UserError(f"--format must be 'chat' or 'canonical', got {output_format!r}")
-    check_input_file(input_path, "--input")
-    check_output(output, [input_path, config], "--output")
-    stage_config = _load(config, overrides)
-    preprocessor = Preprocessor(stage_config.data.preprocess, stage_config.stage)
-    source = SourceConfig(kind="jsonl", path=str(input_path))
-    shown: Counter[str] = Counter()
-    kept = 0
-    with atomic_file(output) as handle:
-        batch = []
-        items = read_source(source, 0, stage_config.seed)
-        for item in [*items, None]:
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) >= 256):
-                results = preprocessor.process_batch([b.record for b in batch])
-                for b, result in zip(batch, results, strict=True):
-                    log_invalid(b.location, result.invalid, shown, str(input_path))
-                    if result.record is None:
-                        continue
-                    row = (
-                        to_trainer_row(
-                            result.record,
-                            stage_config.stage,
-                            stage_config.chat.template,
-                            stage_config.chat.system_message,
-                        )
-                        if output_format == "chat"
-                        else result.record
-                    )
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    kept += 1
-                batch = []
-    typer.echo(f"wrote {kept} records to {output} ({dict(preprocessor.counts)})")
+    kept, counts = preprocess_file(_load(config, overrides), input_path, output, output_format)
+    typer.echo(f"wrote {kept} records to {output} ({counts})")
 
 
 def quality(
