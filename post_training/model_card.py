@@ -34,7 +34,7 @@ def write_model_card(directory: Path, config: StageConfig, summary: dict[str, An
     metadata_file = Path(config.data.output_dir) / "dataset_metadata.json"
     data_lines = [f"- Training examples: {summary['train_examples']:,}"]
     if metadata_file.is_file():
-        metadata = json.loads(metadata_file.read_text())
+        metadata = read_json(metadata_file, "dataset metadata")
         for key in ("total_rows", "sources", "code_system_counts"):
             if key in metadata:
                 data_lines.append(

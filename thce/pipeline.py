@@ -20,7 +20,6 @@ evaluation together.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +170,7 @@ def _evaluate(
     )
     if fresh and not force:
         logger.info(f"Evaluation of {name}: up to date ({output})")
-        return json.loads(output.read_text())
+        return read_json(output, "evaluation results")
     logger.info(f"Evaluating {name} ({model}) on {dataset or 'its default datasets'}")
     options = dict(pipeline.evaluation)
     if dataset is not None:
