@@ -60,14 +60,19 @@ def trim_description(description: str, max_chars: int) -> str:
     return " ".join([*head, "...", *tail]) if head else description[: max_chars - 3] + "..."
 
 
-def reciprocal_rank_fusion(ranked_lists: Sequence[Sequence[str]], c: int) -> list[tuple[str, float]]:
-    """Items of several best-first lists, ranked by sum of 1 / (c + rank) (rank from 1); ties keep the
-    order of first appearance."""
-    scores: dict[str, float] = {}
+def reciprocal_rank_fusion(
+    ranked_lists: Sequence[Sequence[tuple[str, float]]], c: int
+) -> list[tuple[str, float]]:
+    """Items of several best-first lists of (item, score), ranked by sum of 1 / (c + rank) (rank from 1).
+    Ties (every list's best item scores the same) are broken by the item's best own score, so the
+    strongest match of all the lists comes first."""
+    fused: dict[str, float] = {}
+    best: dict[str, float] = {}
     for ranked in ranked_lists:
-        for rank, item in enumerate(ranked, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (c + rank)
-    return sorted(scores.items(), key=lambda pair: -pair[1])
+        for rank, (item, score) in enumerate(ranked, 1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (c + rank)
+            best[item] = max(best.get(item, score), score)
+    return sorted(fused.items(), key=lambda pair: (-pair[1], -best[pair[0]]))
 
 
 class Retriever:
@@ -117,7 +122,7 @@ class Retriever:
         results = []
         position = 0
         for queries in per_note:
-            lists = [[hit.code for hit in hits[position + i]] for i in range(len(queries))]
+            lists = [[(hit.code, hit.score) for hit in hits[position + i]] for i in range(len(queries))]
             position += len(queries)
             fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
             results.append(

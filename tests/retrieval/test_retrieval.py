@@ -31,6 +31,15 @@ from thce.utils.errors import UserError
         ("Dx: A-fib", ["A-fib"]),
         ("HTN. Htn.", ["HTN"]),
         ("Dx: MI; OA", ["MI", "OA"]),
+        (
+            "54 y/o M w/ hx of A-fib here for knee pain. Labs reviewed.",
+            ["w/ hx of A-fib", "here for knee pain", "Labs reviewed"],
+        ),
+        (
+            "67-year-old woman with a history of gout is seen today for cellulitis",
+            ["67-year-old woman", "with a history of gout", "is seen today for cellulitis"],
+        ),
+        ("Hx of MI", ["Hx of MI"]),
         ("", []),
         ("  \n ; 12.", []),
     ],
@@ -60,10 +69,10 @@ def test_expand_abbreviations(text, expanded):
     assert expand_abbreviations(text) == expanded
 
 
-def test_reciprocal_rank_fusion_rewards_agreement_and_keeps_each_lists_best():
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["d", "b"]], c=60)
-    assert [item for item, _ in fused][:2] == ["b", "a"]  # b is in both lists
-    assert {item for item, _ in fused} == {"a", "b", "c", "d"}
+def test_reciprocal_rank_fusion_rewards_agreement_and_breaks_ties_by_score():
+    fused = reciprocal_rank_fusion([[("a", 5.0), ("b", 4.0), ("c", 1.0)], [("d", 9.0), ("b", 2.0)]], c=60)
+    # b is in both lists; a and d are each a list's best, and d's own score is higher.
+    assert [item for item, _ in fused] == ["b", "d", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 62)
 
 
