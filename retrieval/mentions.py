@@ -20,7 +20,7 @@ SECTION_LABELS = (
     "admitting diagnosis|primary diagnosis|secondary diagnoses|secondary diagnosis|problem list|problems|"
     "active problems|pmh|past medical history|medical history|history|hpi|history of present illness|"
     "chief complaint|cc|reason for visit|reason for referral|indication|clinical indication|findings|"
-    "conclusion|summary|note|s|o|a|p"
+    "conclusion|summary|note|imp|also|s|o|a|p"
 )
 _LABEL = re.compile(rf"^\s*(?:{SECTION_LABELS})(?:\s*:|\s+[-–—])\s*", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•·‣▪◦]+|\(?#?\d{1,2}[.)]|\(?[a-z][.)](?=\s))\s*", re.IGNORECASE)

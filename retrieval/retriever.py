@@ -1,6 +1,7 @@
 """The retriever: a note in, the k most likely billable codes out, best first.
 
-Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`),
+Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`)
+and add the tabular list's words after lay phrases (`lay_terms.py`),
 search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
 batch in one call), then fuse the mentions' ranked lists by reciprocal rank: a code scores
 sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from thce.retrieval.abbreviations import expand_abbreviations
+from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.utils.config import RetrievalConfig
 
@@ -90,6 +92,8 @@ class Retriever:
         mentions = split_mentions(text) if self.config.split_mentions else [text]
         if self.config.expand_abbreviations:
             mentions = [expand_abbreviations(mention) for mention in mentions]
+        if self.config.expand_lay_terms:
+            mentions = [add_lay_terms(mention) for mention in mentions]
         return mentions
 
     def retrieve(self, text: str, k: int | None = None) -> list[Candidate]:
