@@ -507,7 +507,7 @@ def evaluate(
     stats, rows = score_predictions(records, predictions, config.top_k)
     # The retriever the model reads from (a checkpoint's own settings), else the eval config's.
     retrieval_config = getattr(predictor, "retrieval", None) or config.retrieval
-    candidates, retrieval = run_retriever(records, retrieval_config)
+    candidates, retriever_figures = run_retriever(records, retrieval_config)
     baselines = run_baselines(
         records, dataclasses.replace(config, retrieval=retrieval_config), model, candidates
     )
@@ -518,7 +518,7 @@ def evaluate(
     }
     results = build_results(
         stats, rows, config, model=str(model), datasets=datasets, inference=predictor.describe(),
-        timing=timing, baselines=baselines, retrieval=retrieval,
+        timing=timing, baselines=baselines, retrieval=retriever_figures,
     )  # fmt: skip
     results["timing"]["total_seconds"] = time.perf_counter() - started
     return write_results(results, rows, output or default_output(model), report=config.report)

@@ -58,7 +58,10 @@ def test_evaluate_writes_everything(tiny_checkpoint, tmp_path):
     # The retriever's figures sit beside the model's: recall@k overall and per split, and its top-1 is
     # exactly what the keyword baseline scored.
     retrieval = on_disk["retrieval"]
-    assert retrieval["k"] == 10 and 0 < retrieval["recall@1"] <= retrieval["recall@10"] <= retrieval["recall@20"] <= 1
+    assert (
+        retrieval["k"] == 10
+        and 0 < retrieval["recall@1"] <= retrieval["recall@10"] <= retrieval["recall@20"] <= 1
+    )
     assert retrieval["recall_at_k"] == retrieval["recall@10"] and retrieval["notes"] == 8
     assert set(retrieval["splits"]) == {"eval_records"}
     assert retrieval["top1_exact"] == on_disk["baselines"]["keyword"]["metrics"]["exact_match"]
