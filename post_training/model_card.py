@@ -8,6 +8,7 @@ from typing import Any
 
 from thce import __version__
 from thce.utils.config import StageConfig
+from thce.utils.io import read_json
 
 _STAGE_NAMES = {1: "non-reasoning SFT", 2: "reasoning SFT (<think> traces)", 3: "DPO (apo_zero)"}
 _CARD_HYPERPARAMETERS = (
