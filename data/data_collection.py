@@ -1,6 +1,6 @@
 """Data collection: sources -> preprocessing -> split -> shuffle -> `data/artefacts/stage_N_final/`.
 
-What `thce collect --config configs/stage_N.yaml` writes (DESIGN.md section 3):
+What `thce collect --config configs/stage_N.yaml` writes (docs/data_contracts.md):
     train.parquet          trainer-ready rows (TRL conversational) + id, source (+ rejection_kind)
     validation.parquet     same shape, small
     test_seen.jsonl        canonical records of in-distribution codes, kept out of train
@@ -49,6 +49,7 @@ from thce.data.preprocess_medical import (
 from thce.data.sources import check_source, read_source, source_name
 from thce.utils.config import StageConfig
 from thce.utils.errors import UserError
+from thce.utils.schemas import trainer_arrow_schema
 
 BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 BUCKET_ROWS = 25_000  # target rows per shuffle bucket
@@ -63,30 +64,6 @@ def _unit_hash(*parts: object) -> float:
 def is_heldout_code(code: str, seed: int, fraction: float) -> bool:
     """Whether a code belongs to the held-out set (never in train) for this seed."""
     return fraction > 0 and _unit_hash("heldout", seed, code) < fraction
-
-
-def message_type() -> Any:
-    import pyarrow as pa
-
-    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-
-def trainer_schema(stage: int) -> Any:
-    """The parquet schema of train/validation for a stage."""
-    import pyarrow as pa
-
-    messages = message_type()
-    if stage == 3:
-        fields = [("prompt", messages), ("chosen", messages), ("rejected", messages)]
-        fields += [("id", pa.string()), ("source", pa.string()), ("rejection_kind", pa.string())]
-    else:
-        fields = [
-            ("prompt", messages),
-            ("completion", messages),
-            ("id", pa.string()),
-            ("source", pa.string()),
-        ]
-    return pa.schema(fields)
 
 
 @dataclass
@@ -169,7 +146,7 @@ def _write_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = trainer_schema(stage)
+    schema = trainer_arrow_schema(stage)
     written = 0
     pending: list[dict[str, Any]] = []
     # No pandas metadata, no timestamps: the same rows give the same bytes.

@@ -1,6 +1,6 @@
 """Constrained decoding: every code the model writes is a real, billable code.
 
-The answer format (DESIGN.md section 3) is spelled out at token level as a small grammar:
+The answer format (docs/data_contracts.md) is spelled out at token level as a small grammar:
 
     answer := [<think> FREE-TEXT </think> "\\n"]  line+  <|im_end|>        (the think part: reasoning models)
     line   := PREFIX CODE ("\\n" | <|im_end|>)

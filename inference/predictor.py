@@ -5,7 +5,7 @@
     -> [{"code": "I10", "confidence": 0.95, "codes": [{"system": "ICD10", "code": "I10", ...}],
          "reasoning": "...", "raw": "<think>...</think>\\nICD10: I10", "candidates": [...]}]
 
-How it runs (DESIGN.md section 6): weights in the device precision (bf16 on CPUs with avx512_bf16),
+How it runs (docs/architecture.md, model and precision): weights in the device precision (bf16 on CPUs with avx512_bf16),
 prompts sorted by length and batched with left padding, greedy (or beam) decoding with the KV cache,
 and the `AnswerGrammar` of `constraints.py` as a logits processor. The prompt is the model's own chat
 template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the

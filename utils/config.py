@@ -1,6 +1,6 @@
 """Stage configs: one YAML file per stage, parsed into typed dataclasses.
 
-A stage file describes a stage end to end (DESIGN.md section 4), so the same file drives `thce collect`,
+A stage file describes a stage end to end (docs/data_contracts.md), so the same file drives `thce collect`,
 `thce train` and the trainer scripts:
 
     stage: 1
@@ -33,6 +33,8 @@ from typing import Any, Literal
 import yaml
 
 from thce.utils.errors import UserError
+from thce.utils.models import EMBEDDED_MODEL_ID
+from thce.utils.stage_layout import RESOLVED_CONFIG, StageLayout
 
 SourceKind = Literal["synthetic", "jsonl", "json", "csv", "parquet", "hf_disk", "mtsamples", "mimic"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -127,7 +129,7 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    name_or_path: str = EMBEDDED_MODEL_ID
     precision: Precision = "auto"  # auto: bf16 where the device supports it, else fp16 on CUDA, else fp32
     attn_implementation: str = "sdpa"
     lora: LoraConfig | None = None
@@ -162,6 +164,33 @@ class RunConfig:
 
 
 @dataclass
+class RetrievalConfig:
+    """Candidate retrieval (thce.retrieval): which codes a candidate-aware prompt offers the model.
+
+    Lives here because utils cannot import thce.retrieval; the retriever reads it, a checkpoint stores it
+    in its thce_config.yaml, and predict/evaluate/serve rebuild the same candidates from it.
+    """
+
+    enabled: bool = False  # false: the model writes codes from memory (no candidates in the prompt)
+    k: int = 10  # candidates offered per note
+    system: Literal["ICD10"] = "ICD10"  # code system searched (CPT/HCPCS need a licensed file: later)
+    expand_abbreviations: bool = True  # HTN -> hypertension ... before search (the note itself is unchanged)
+    split_mentions: bool = True  # one query per sentence / list item / `;` phrase, fused; else the whole note
+    per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
+    rrf_c: int = 60  # reciprocal-rank fusion constant: score = sum over lists of 1 / (rrf_c + rank)
+    description_max_chars: int = 0  # >0: candidate descriptions cut to this length (middle words) for prompts
+
+    def __post_init__(self) -> None:
+        for name in ("k", "per_mention", "rrf_c"):
+            if getattr(self, name) < 1:
+                raise UserError(f"retrieval.{name} must be at least 1 (got {getattr(self, name)})")
+        if self.description_max_chars < 0:
+            raise UserError(
+                f"retrieval.description_max_chars must be 0 (no trimming) or more (got {self.description_max_chars})"
+            )
+
+
+@dataclass
 class StageConfig:
     stage: Literal[1, 2, 3]
     seed: int = 42
@@ -170,6 +199,7 @@ class StageConfig:
     chat: ChatConfig = field(default_factory=ChatConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     training: dict[str, Any] = field(default_factory=dict)
     # Not YAML keys: where the config came from and what was overridden, for the resolved copy.
     source_path: str | None = field(default=None, metadata={"internal": True})
@@ -178,6 +208,11 @@ class StageConfig:
     @property
     def trainer_kind(self) -> Literal["sft", "dpo"]:
         return "dpo" if self.stage == 3 else "sft"
+
+    @property
+    def layout(self) -> StageLayout:
+        """Where this stage's dataset and training run live, and whether they are current."""
+        return StageLayout.of(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data, in YAML order, without the internal bookkeeping fields."""
@@ -285,7 +320,7 @@ def training_arguments(config: StageConfig, **extra: Any) -> Any:
     """Construct TRL's SFTConfig/DPOConfig from `config.training` (+ `extra`), as the trainer will."""
     config_class = training_config_class(config.stage)
     values = {**config.training, **extra}
-    values.setdefault("output_dir", f"outputs/stage_{config.stage}")
+    values.setdefault("output_dir", str(config.layout.output_dir))
     values.setdefault("seed", config.seed)
     try:
         return config_class(**values)
@@ -296,7 +331,7 @@ def training_arguments(config: StageConfig, **extra: Any) -> Any:
 
 
 def save_resolved_config(
-    config: StageConfig, directory: str | os.PathLike, name: str = "thce_config.yaml"
+    config: StageConfig, directory: str | os.PathLike, name: str = RESOLVED_CONFIG
 ) -> Path:
     """Write the fully resolved config (with the overrides that produced it) beside a run's outputs."""
     from thce import __version__

@@ -6,7 +6,7 @@ Jinja `set` line so that a saved tokenizer carries it. Stage 3 (DPO) prefers one
 another, so it shares stage 2's message.
 
 The assistant answer is the one format that training data, the output parser and the evaluator share
-(DESIGN.md section 3):
+(docs/data_contracts.md):
 
     <think>free-text reasoning</think>      <- stages 2 and 3 only
     ICD10: E11.9
@@ -16,10 +16,13 @@ The assistant answer is the one format that training data, the output parser and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from thce.utils.code_systems.registry import CODE_SYSTEMS
 
 SYSTEM_MESSAGES = {
     "stage_1": "You are a medical coding assistant. Convert clinical narratives to billing codes.",
@@ -33,7 +36,8 @@ END_OF_TURN = "<|im_end|>"
 # SmolLM2 ships pad = <|im_end|>: padding with the end-of-turn token lets collators mask it out of the
 # loss, and the model never learns to stop. <|endoftext|> (id 0) never occurs inside a conversation.
 PAD_TOKEN = "<|endoftext|>"
-CODE_SYSTEMS = ("ICD10", "CPT", "HCPCS")
+_ANSWER_LINE = re.compile(rf"^\s*({'|'.join(CODE_SYSTEMS)})\s*:\s*(\S+)\s*$", re.MULTILINE)
+_THINK_SPAN = re.compile(f"{re.escape(THINK_START)}(.*?){re.escape(THINK_END)}", re.DOTALL)
 
 
 @cache
@@ -90,6 +94,18 @@ def format_answer(codes: Iterable[Mapping[str, str]], reasoning: str | None = No
     if reasoning:
         return f"{THINK_START}{reasoning.strip()}{THINK_END}\n{body}"
     return body
+
+
+def parse_answer_codes(answer: str) -> list[dict[str, str]]:
+    """The `SYSTEM: CODE` lines of a well-formed answer (training data; the model's own output goes
+    through the tolerant `thce.inference.output_parser`)."""
+    return [{"system": s, "code": c} for s, c in _ANSWER_LINE.findall(_THINK_SPAN.sub("", answer))]
+
+
+def answer_reasoning(answer: str) -> str | None:
+    """The `<think>` reasoning of a well-formed answer, or None."""
+    match = _THINK_SPAN.search(answer)
+    return match.group(1).strip() if match else None
 
 
 def prompt_messages(text: str, template: str = "stage_1", system_message: str | None = None) -> list[dict]:

@@ -3,7 +3,7 @@ import pytest
 from thce.inference.predictor import Predictor, is_reasoning_tokenizer
 from thce.utils.code_validator import validate_code
 from thce.utils.errors import UserError
-from thce.utils.medical_chat_templates import prepare_model, prepare_tokenizer
+from thce.utils.medical_chat_templates import SYSTEM_MESSAGES, chat_template, prepare_model, prepare_tokenizer
 
 TEXTS = [
     "Patient has hypertension.",
@@ -47,8 +47,13 @@ def test_reasoning_checkpoint_roundtrip(tiny_llama, smollm2_tokenizer, tmp_path)
     assert result["candidates"][0] == {"system": "ICD10", "code": result["code"]}
 
 
-def test_base_tokenizer_gets_stage_1_template(smollm2_tokenizer):
+def test_base_tokenizer_gets_stage_1_template(tiny_llama, smollm2_tokenizer):
     assert not is_reasoning_tokenizer(smollm2_tokenizer)
+    predictor = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", constrained=False)
+    # The base model's own template is replaced by THCE's, with stage 1's system message baked in.
+    assert predictor.tokenizer.chat_template == chat_template("stage_1")
+    assert SYSTEM_MESSAGES["stage_1"] in predictor.prompt("Patient has hypertension.")
+    assert not predictor.reasoning
 
 
 def test_not_a_model(tmp_path):

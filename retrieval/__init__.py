@@ -1,0 +1,30 @@
+"""Candidate retrieval: the codes a candidate-aware prompt offers the model (docs/architecture.md).
+
+    from thce.retrieval import get_retriever
+    candidates = get_retriever(config.retrieval).retrieve("Assessment: HTN; DM2 w/ CKD 3")
+
+Depends on thce.utils only. The `retrieval:` config section is `thce.utils.config.RetrievalConfig`.
+"""
+
+from thce.retrieval.abbreviations import ABBREVIATIONS, expand_abbreviations
+from thce.retrieval.mentions import split_mentions
+from thce.retrieval.retriever import (
+    Candidate,
+    Retriever,
+    get_retriever,
+    reciprocal_rank_fusion,
+    trim_description,
+)
+from thce.utils.config import RetrievalConfig
+
+__all__ = [
+    "ABBREVIATIONS",
+    "Candidate",
+    "RetrievalConfig",
+    "Retriever",
+    "expand_abbreviations",
+    "get_retriever",
+    "reciprocal_rank_fusion",
+    "split_mentions",
+    "trim_description",
+]

@@ -1,0 +1,151 @@
+"""The retriever: a note in, the k most likely billable codes out, best first.
+
+Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`),
+search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
+batch in one call), then fuse the mentions' ranked lists by reciprocal rank: a code scores
+sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
+("HTN") is not drowned by a long one, and a code several mentions agree on rises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from thce.retrieval.abbreviations import expand_abbreviations
+from thce.retrieval.mentions import split_mentions
+from thce.utils.config import RetrievalConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One retrieved code, as a candidate-aware prompt offers it."""
+
+    system: str  # "ICD10" (CPT/HCPCS later)
+    code: str  # canonical dotted form, e.g. "E11.9"
+    description: str  # official description, trimmed for prompts by `trim_description`
+    score: float  # fused retrieval score, higher is better
+
+
+def trim_description(description: str, max_chars: int) -> str:
+    """`description` shortened to at most `max_chars` by cutting whole words out of its middle ("...");
+    the start (the condition) and the end (laterality, encounter, the 7th character) are what tell
+    siblings apart, so both stay. `max_chars` 0 leaves it whole."""
+    description = " ".join(description.split())
+    if max_chars <= 0 or len(description) <= max_chars:
+        return description
+    words = description.split(" ")
+    head: list[str] = []
+    tail: list[str] = []
+    budget = max_chars - len(" ...")
+    # Alternate: one word from the front, one from the back, while they fit (front first).
+    front, back = 0, len(words) - 1
+    used = 0
+    take_front = True
+    while front <= back:
+        word = words[front] if take_front else words[back]
+        cost = len(word) + 1
+        if used + cost > budget:
+            break
+        used += cost
+        if take_front:
+            head.append(word)
+            front += 1
+        else:
+            tail.insert(0, word)
+            back -= 1
+        take_front = not take_front
+    return " ".join([*head, "...", *tail]) if head else description[: max_chars - 3] + "..."
+
+
+def reciprocal_rank_fusion(ranked_lists: Sequence[Sequence[str]], c: int) -> list[tuple[str, float]]:
+    """Items of several best-first lists, ranked by sum of 1 / (c + rank) (rank from 1); ties keep the
+    order of first appearance."""
+    scores: dict[str, float] = {}
+    for ranked in ranked_lists:
+        for rank, item in enumerate(ranked, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (c + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+class Retriever:
+    """Candidates for notes under one `RetrievalConfig`. Build it once (`get_retriever`): the first search
+    indexes the code set (~5 s); afterwards a note costs a few milliseconds per mention."""
+
+    def __init__(self, config: RetrievalConfig) -> None:
+        from thce.utils.code_validator import get_code_system
+
+        self.config = config
+        self.system = get_code_system(config.system)
+
+    def queries(self, text: str) -> list[str]:
+        """The search queries for one note: its mentions (or the whole note), abbreviations expanded."""
+        mentions = split_mentions(text) if self.config.split_mentions else [text]
+        if self.config.expand_abbreviations:
+            mentions = [expand_abbreviations(mention) for mention in mentions]
+        return mentions
+
+    def retrieve(self, text: str, k: int | None = None) -> list[Candidate]:
+        """The top `k` (default `config.k`) candidates for one note, best first."""
+        return self.retrieve_batch([text], k)[0]
+
+    def retrieve_batch(
+        self, texts: Sequence[str], k: int | None = None, progress: bool = False
+    ) -> list[list[Candidate]]:
+        """`retrieve` for many notes; searches run in chunks of notes (one BM25 call per chunk)."""
+        k = self.config.k if k is None else k
+        if k < 1:
+            raise ValueError(f"k must be at least 1 (got {k})")
+        from tqdm import tqdm
+
+        results: list[list[Candidate]] = []
+        chunk = 256
+        with tqdm(
+            total=len(texts), desc="retrieve", unit="note", disable=not progress, mininterval=1.0
+        ) as bar:
+            for start in range(0, len(texts), chunk):
+                results.extend(self._retrieve_chunk(texts[start : start + chunk], k))
+                bar.update(min(chunk, len(texts) - start))
+        return results
+
+    def _retrieve_chunk(self, texts: Sequence[str], k: int) -> list[list[Candidate]]:
+        per_note = [self.queries(text if isinstance(text, str) else "") for text in texts]
+        flat = [query for queries in per_note for query in queries]
+        hits = self.system.search_many(flat, top=max(self.config.per_mention, k)) if flat else []
+        results = []
+        position = 0
+        for queries in per_note:
+            lists = [[hit.code for hit in hits[position + i]] for i in range(len(queries))]
+            position += len(queries)
+            fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
+            results.append(
+                [
+                    Candidate(
+                        self.system.name,
+                        code,
+                        trim_description(
+                            self.system.description(code) or "", self.config.description_max_chars
+                        ),
+                        score,
+                    )
+                    for code, score in fused
+                ]
+            )
+        return results
+
+
+_cache: dict[str, Retriever] = {}
+_lock = threading.Lock()
+
+
+def get_retriever(config: RetrievalConfig | None = None) -> Retriever:
+    """The process-wide retriever for `config` (defaults when None), built on first use."""
+    config = config if config is not None else RetrievalConfig()
+    key = repr(dataclasses.astuple(config))
+    with _lock:
+        retriever = _cache.get(key)
+        if retriever is None:
+            retriever = _cache[key] = Retriever(config)
+    return retriever
