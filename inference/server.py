@@ -108,7 +108,8 @@ class BatchRequest(BaseModel):
 
 
 class CodeResult(BaseModel):
-    """The JSON of `thce predict`: the first code and its confidence, every code with its system,
+    """The JSON of `thce predict` (`thce.utils.schemas.Prediction` less `raw`): the first code and its
+    confidence, every code with its system,
     description, validity and confidence, the reasoning, and the ranked candidates. Fields the
     Predictor adds later are passed through."""
 

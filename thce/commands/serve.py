@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from thce.commands.evaluate import DEFAULT_MODEL, ModelOption
+from thce.commands.options import DEFAULT_MODEL, ModelOption
 
 
 def serve(
