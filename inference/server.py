@@ -109,9 +109,8 @@ class BatchRequest(BaseModel):
 
 class CodeResult(BaseModel):
     """The JSON of `thce predict` (`thce.utils.schemas.Prediction` less `raw`): the first code and its
-    confidence, every code with its system,
-    description, validity and confidence, the reasoning, and the ranked candidates. Fields the
-    Predictor adds later are passed through."""
+    confidence, every code with its system, description, validity and confidence, the reasoning, and the
+    ranked candidates. Fields that the Predictor adds later are passed through."""
 
     model_config = ConfigDict(extra="allow")
     code: str | None = None
