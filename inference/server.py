@@ -398,6 +398,9 @@ def run_server(
     if not is_loopback(host) and settings.api_key is None:
         logger.warning(f"serving on {host} without THCE_API_KEY: anyone who can reach it can send notes")
     predictor = Predictor(model, batch_size=settings.max_batch_size, **predictor_options)
+    # One prediction before the port opens: lazy set-up (kernels, code tries, retrieval indexes) is paid
+    # here, so /health answering means ready, and the first client is not slow.
+    predictor.predict(["Essential hypertension."])
     app = create_app(predictor, settings)
     uvicorn.run(
         app,
