@@ -56,7 +56,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "thce.cli", "-q", "serve", "--model", args.model, "--host", HOST, "--port", str(port),
         "--max-batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
-        "--max-queue", str(max(256, args.clients * 2)),
+        "--max-queue", str(max(256, args.clients * 2)), "--request-timeout", "600",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("THCE_API_KEY", None)
