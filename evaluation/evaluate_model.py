@@ -60,6 +60,10 @@ class EvalConfig:
     force_format: bool = True
     max_codes: int = 5
     think_budget: int | None = None
+    rerank: Literal["none", "model", "fusion"] = (
+        "none"  # with candidates: re-choose the first code (Predictor)
+    )
+    fusion_weight: float = 1.0  # rerank=fusion: weight of the retriever's -log(rank) prior
     baselines: list[str] = field(default_factory=lambda: ["random", "keyword", "most_frequent", "rule_based"])
     train_data: str | None = None
     bootstrap_resamples: int = 1000
@@ -216,6 +220,9 @@ def score_predictions(
                 "confidence": prediction.get("confidence"),
                 "reasoning": prediction.get("reasoning"),
                 "raw": prediction.get("raw"),
+                "offered": [[c["system"], c["code"]] for c in prediction["offered"]]
+                if prediction.get("offered")
+                else None,
                 "exact": stat["exact"],
                 "error_category": error,
             }
@@ -424,16 +431,23 @@ def evaluate(
     records, datasets = _load_datasets(dataset, model, config)
     started = time.perf_counter()
     if predictor is None:
+        from thce.inference.predictor import checkpoint_retrieval
+
+        # A checkpoint's own retrieval settings reproduce its training prompts; the config's serve the rest.
+        retrieval = checkpoint_retrieval(model) or config.retrieval
         predictor = Predictor(
             model,
             config.precision,
             config.constrained,
+            retrieval=retrieval,
             force_format=config.force_format,
             batch_size=config.batch_size,
             max_new_tokens=config.max_new_tokens,
             num_beams=config.num_beams,
             max_codes=config.max_codes,
             think_budget=config.think_budget,
+            rerank=config.rerank,
+            fusion_weight=config.fusion_weight,
         )
     loaded = time.perf_counter()
     logger.info(f"Predicting {len(records)} examples with {predictor.name}")
