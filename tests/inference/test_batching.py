@@ -64,7 +64,7 @@ def test_lone_text_leaves_after_max_wait():
 
     result, elapsed = run(main())
     assert result == ["ALONE"]
-    assert 0.04 <= elapsed < 1.0
+    assert 0.04 <= elapsed < 10
 
 
 def test_queue_is_bounded():
@@ -88,15 +88,16 @@ def test_queue_is_bounded():
 
 
 def test_abandoned_texts_are_not_generated():
-    echo = SlowEcho(delay=0.1)
+    echo = SlowEcho(delay=1.0)
 
     async def main():
         batcher = DynamicBatcher(echo, max_batch_size=1, max_wait_s=0)
         await batcher.start()
         busy = asyncio.create_task(batcher.submit(["busy"]))
-        await asyncio.sleep(0.02)
+        while batcher.generating == 0:
+            await asyncio.sleep(0.01)
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(batcher.submit(["gave-up"]), 0.02)
+            await asyncio.wait_for(batcher.submit(["gave-up"]), 0.1)
         await busy
         await batcher.submit(["next"])
         await batcher.close()
@@ -125,7 +126,7 @@ def test_close_finishes_queued_texts_then_refuses():
     echo = SlowEcho(delay=0.02)
 
     async def main():
-        batcher = DynamicBatcher(echo, max_batch_size=2, max_wait_s=0.5)
+        batcher = DynamicBatcher(echo, max_batch_size=2, max_wait_s=30)
         await batcher.start()
         pending = [asyncio.create_task(batcher.submit([f"t{i}"])) for i in range(5)]
         await asyncio.sleep(0)
@@ -136,7 +137,7 @@ def test_close_finishes_queued_texts_then_refuses():
 
     start = time.perf_counter()
     assert run(main()) == [[f"T{i}"] for i in range(5)]
-    assert time.perf_counter() - start < 0.4
+    assert time.perf_counter() - start < 20  # far less than max_wait: closing did not wait it out
 
 
 @pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"max_queue": 0}, {"max_wait_s": -1}])
