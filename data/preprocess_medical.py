@@ -213,11 +213,15 @@ def answer_codes(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def to_trainer_row(
-    record: dict[str, Any], stage: int, template: str, system_message: str | None = None
+    record: dict[str, Any],
+    stage: int,
+    template: str,
+    system_message: str | None = None,
+    candidates: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """TRL conversational row: stages 1-2 prompt + completion (stage 1 without reasoning), stage 3 prompt +
-    chosen + rejected; plus id and source (and rejection_kind)."""
-    prompt = prompt_messages(record["text"], template, system_message)
+    chosen + rejected; plus id and source (and rejection_kind). `candidates` go into the user turn."""
+    prompt = prompt_messages(record["text"], template, system_message, candidates)
     if stage == 3:
         return {
             "prompt": prompt,

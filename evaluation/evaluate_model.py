@@ -424,10 +424,15 @@ def evaluate(
     records, datasets = _load_datasets(dataset, model, config)
     started = time.perf_counter()
     if predictor is None:
+        from thce.inference.predictor import checkpoint_retrieval
+
+        # A checkpoint's own retrieval settings reproduce its training prompts; the config's serve the rest.
+        retrieval = checkpoint_retrieval(model) or config.retrieval
         predictor = Predictor(
             model,
             config.precision,
             config.constrained,
+            retrieval=retrieval,
             force_format=config.force_format,
             batch_size=config.batch_size,
             max_new_tokens=config.max_new_tokens,

@@ -19,6 +19,7 @@ evaluation together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -79,10 +80,20 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     if pipeline.evaluate_base_model:
         models["base"] = pipeline.base_model
     models.update(finals)
-    evaluations = {}
+    datasets = [str(d) for d in pipeline.evaluation.get("datasets") or []] or [None]
+    evaluations: dict[tuple[str, str | None], dict] = {}
     for name, model in models.items():
         step = time.perf_counter()
-        evaluations[name] = _evaluate(pipeline, name, model, results_dir, force)
+        # The base model has no retrieval settings of its own: it reads stage 1's candidates.
+        retrieval = (
+            dataclasses.asdict(stages[0].retrieval)
+            if name == "base" and stages[0].retrieval.enabled
+            else None
+        )
+        for dataset in datasets:
+            evaluations[(name, dataset)] = _evaluate(
+                pipeline, name, model, dataset, results_dir, force, len(datasets) > 1, retrieval
+            )
         timings[f"evaluate_{name}"] = time.perf_counter() - step
     timings["total"] = time.perf_counter() - started
 
@@ -128,10 +139,22 @@ def _train(config: StageConfig, force: bool) -> Path:
     return train_stage(config, force=force or layout.checkpoints_stale(config))
 
 
-def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_dir: Path, force: bool) -> dict:
+def _evaluate(
+    pipeline: PipelineConfig,
+    name: str,
+    model: str | Path,
+    dataset: str | None,
+    results_dir: Path,
+    force: bool,
+    per_dataset: bool,
+    retrieval: Any,
+) -> dict:
+    """One model on one dataset (each dataset is scored on its own: its own CIs and baseline comparisons)."""
     from thce.evaluation.evaluate_model import evaluate
 
-    output = results_dir / f"{name}_eval.json"
+    output = results_dir / (
+        f"{name}_{Path(dataset).stem}_eval.json" if per_dataset and dataset else f"{name}_eval.json"
+    )
     model_path = Path(model)
     fresh = output.is_file() and (
         not model_path.exists() or output.stat().st_mtime > model_path.stat().st_mtime
@@ -139,14 +162,19 @@ def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_di
     if fresh and not force:
         logger.info(f"Evaluation of {name}: up to date ({output})")
         return json.loads(output.read_text())
-    logger.info(f"Evaluating {name} ({model})")
-    return evaluate(model, output=output, config=pipeline.evaluation_config, **pipeline.evaluation)
+    logger.info(f"Evaluating {name} ({model}) on {dataset or 'its default datasets'}")
+    options = dict(pipeline.evaluation)
+    if dataset is not None:
+        options["datasets"] = [dataset]
+    if retrieval is not None:
+        options["retrieval"] = retrieval
+    return evaluate(model, output=output, config=pipeline.evaluation_config, **options)
 
 
 def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
     rows = []
-    for name, result in evaluations.items():
-        row: dict[str, Any] = {"model": name}
+    for (name, dataset), result in evaluations.items():
+        row: dict[str, Any] = {"model": name, "dataset": Path(dataset).stem if dataset else None}
         if name in finals:
             training = read_training_summary(finals[name])
             row["train_loss"] = training.get("metrics", {}).get("train_loss")
@@ -154,14 +182,26 @@ def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
             row["train_seconds"] = training.get("wall_seconds")
         metrics = result.get("metrics", {})
         row.update({key: metrics.get(key) for key in HEADLINE})
-        row["examples"] = result.get("n_examples") or result.get("dataset", {}).get("n_examples")
+        row["examples"] = result.get("n_examples") or sum(
+            d.get("n_records", 0) for d in result.get("datasets", [])
+        )
+        keyword = result.get("baselines", {}).get("keyword")
+        if keyword:
+            row["keyword_exact_match"] = keyword["metrics"].get("exact_match")
+            difference = keyword.get("paired_bootstrap", {}).get("exact_match", {})
+            row["vs_keyword_ci"] = difference.get("ci")
+        retrieval = result.get("retrieval") or {}
+        row["retriever_recall_at_k"] = retrieval.get("recall_at_k")
         rows.append(row)
     return {"pipeline": [str(p) for p in pipeline.stages], "rows": rows, "timings_seconds": timings}
 
 
 def summary_table(summary: dict[str, Any]) -> str:
     """The per-stage results as a Markdown table."""
-    columns = ["model", "train_examples", "train_loss", "train_seconds", *HEADLINE]
+    columns = [
+        "model", "dataset", "train_examples", "train_loss", "train_seconds", *HEADLINE,
+        "keyword_exact_match", "vs_keyword_ci", "retriever_recall_at_k",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in summary["rows"]:
         cells = []
@@ -169,6 +209,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             value = row.get(column)
             if isinstance(value, float):
                 cells.append(f"{value:.3f}" if column != "train_seconds" else f"{value:.0f}")
+            elif isinstance(value, list):
+                cells.append(" .. ".join("" if v is None else f"{v:+.3f}" for v in value))
             else:
                 cells.append("" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")

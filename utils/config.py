@@ -105,6 +105,25 @@ class QualityConfig:
 
 
 @dataclass
+class CandidateDataConfig:
+    """How `collect` builds training examples with candidates (used when `retrieval.enabled`)."""
+
+    gold_insertion_rate: float = 1.0  # share of records whose missed gold codes are inserted into the list
+    reasoning: Literal["contrastive", "source"] = "contrastive"  # stages 2-3: short rival-by-rival traces
+    rivals: int = 2  # competing candidates a trace explains away, per answer code
+    confusion_pair_rate: float = (
+        0.5  # stage 3: share of pairs whose rejected answer is the top wrong candidate
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("gold_insertion_rate", "confusion_pair_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"data.candidates.{name} must be between 0 and 1 (got {getattr(self, name)})")
+        if self.rivals < 0:
+            raise UserError(f"data.candidates.rivals must be 0 or more (got {self.rivals})")
+
+
+@dataclass
 class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -113,6 +132,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     row_group_size: int = 10_000  # fixed, so the same seed gives byte-identical parquet
     save_to_disk: bool = False  # also write a `datasets` save_to_disk copy under hf_dataset/
+    candidates: CandidateDataConfig = field(default_factory=CandidateDataConfig)
 
 
 @dataclass

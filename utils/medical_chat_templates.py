@@ -5,6 +5,15 @@ stages; a stage differs only in its default system message, which is prepended t
 Jinja `set` line so that a saved tokenizer carries it. Stage 3 (DPO) prefers one reasoning answer over
 another, so it shares stage 2's message.
 
+With retrieval (DESIGN.md section 9) the user turn is the note followed by a numbered list of candidate
+codes (`candidate_prompt`), in every stage, and the answer picks codes from it; the answer format is the same:
+
+    Patient with type 2 diabetes, no complications.
+
+    Candidates:
+    1. E11.9 Type 2 diabetes mellitus without complications
+    2. E11.65 Type 2 diabetes mellitus with hyperglycemia
+
 The assistant answer is the one format that training data, the output parser and the evaluator share
 (docs/data_contracts.md):
 
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -108,10 +117,41 @@ def answer_reasoning(answer: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def prompt_messages(text: str, template: str = "stage_1", system_message: str | None = None) -> list[dict]:
-    """The system + user turns for a clinical narrative (TRL's conversational `prompt`)."""
+CANDIDATES_HEADER = "Candidates:"
+
+
+def _field(candidate: Any, name: str) -> str:
+    return str(candidate[name] if isinstance(candidate, Mapping) else getattr(candidate, name))
+
+
+def candidate_prompt(text: str, candidates: Sequence[Any] | None = None) -> str:
+    """The user turn: the note, then (when there are candidates) a blank line and the numbered list
+    `N. CODE description`. Candidates are retrieval `Candidate`s or mappings with `code` and `description`
+    (already trimmed by the retriever). The code comes right after `N. ` with a space before it, so it is
+    tokenised exactly as in the answer line `ICD10: CODE`, and copying it is one easy step."""
+    note = text.strip()
+    if not candidates:
+        return note
+    lines = [
+        f"{i}. {_field(c, 'code')} {' '.join(_field(c, 'description').split())}".rstrip()
+        for i, c in enumerate(candidates, 1)
+    ]
+    return f"{note}\n\n{CANDIDATES_HEADER}\n" + "\n".join(lines)
+
+
+def prompt_messages(
+    text: str,
+    template: str = "stage_1",
+    system_message: str | None = None,
+    candidates: Sequence[Any] | None = None,
+) -> list[dict]:
+    """The system + user turns for a clinical narrative (TRL's conversational `prompt`), with the
+    numbered candidate list when `candidates` are given (`candidate_prompt`)."""
     message = system_message if system_message is not None else SYSTEM_MESSAGES[template]
-    return [{"role": "system", "content": message}, {"role": "user", "content": text.strip()}]
+    return [
+        {"role": "system", "content": message},
+        {"role": "user", "content": candidate_prompt(text, candidates)},
+    ]
 
 
 def assistant_messages(codes: Iterable[Mapping[str, str]], reasoning: str | None = None) -> list[dict]:
