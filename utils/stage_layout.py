@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from thce.utils.errors import UserError
+
 if TYPE_CHECKING:
     from thce.utils.config import StageConfig
 
@@ -140,9 +142,11 @@ def checkpoint_config(model: str | os.PathLike) -> dict[str, Any] | None:
         if path.is_dir() and saved.is_file():
             try:
                 raw = yaml.safe_load(saved.read_text(encoding="utf-8"))
-            except yaml.YAMLError:
-                return None
-            return raw if isinstance(raw, dict) else None
+            except yaml.YAMLError as err:
+                raise UserError(f"{saved}: the checkpoint's saved config is not valid YAML: {err}") from err
+            if not isinstance(raw, dict):
+                raise UserError(f"{saved}: the checkpoint's saved config is not a mapping")
+            return raw
     return None
 
 
