@@ -62,6 +62,9 @@ class Predictor:
         think_budget: tokens of reasoning before `</think>` is forced (default max_new_tokens - 40).
         systems: code systems to constrain; default ICD10 plus CPT/HCPCS where a code file is configured.
         retrieval: a `RetrievalConfig`; default: the checkpoint's own (`checkpoint_retrieval`), else none.
+        rerank: with candidates, choose the FIRST answer code again after generating: "model" by the
+            model's own score of every offered code (`candidate_scores.py`), "fusion" by that score plus
+            the retriever's rank as a prior (`fusion_weight` * -log rank); "none" keeps the generated answer.
         model, tokenizer: already-loaded objects (tests, the training pipeline); skip loading.
     """
 
@@ -79,6 +82,8 @@ class Predictor:
         think_budget: int | None = None,
         systems: Sequence[str] | None = None,
         retrieval: Any = None,
+        rerank: str = "none",
+        fusion_weight: float = 1.0,
         device: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -87,6 +92,10 @@ class Predictor:
 
         from thce.utils.models import resolve_model, select_precision, torch_dtype
 
+        if rerank not in ("none", "model", "fusion"):
+            raise UserError(f"rerank must be none, model or fusion (got {rerank!r})")
+        self.rerank = rerank
+        self.fusion_weight = fusion_weight
         if batch_size < 1 or num_beams < 1:
             raise UserError(f"batch_size and num_beams must be at least 1 (got {batch_size}, {num_beams})")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -167,6 +176,8 @@ class Predictor:
             "max_codes": self.max_codes,
             "think_budget": self.think_budget,
             "retrieval": dataclasses.asdict(self.retrieval) if self.retrieval is not None else None,
+            "rerank": self.rerank,
+            "fusion_weight": self.fusion_weight,
         }
 
     def prompt(self, text: str, candidates: Sequence[Any] | None = None) -> str:
@@ -204,6 +215,8 @@ class Predictor:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             batch_results = self._predict_batch([prompts[i] for i in batch], [offered[i] for i in batch])
+            if self.rerank != "none":
+                self._rerank([prompts[i] for i in batch], [offered[i] for i in batch], batch_results)
             for index, result in zip(batch, batch_results, strict=True):
                 if offered[index] is not None:
                     result["offered"] = [_candidate_dict(c) for c in offered[index]]
@@ -211,6 +224,30 @@ class Predictor:
             if progress is not None:
                 progress(len(batch))
         return results  # type: ignore[return-value]
+
+    def _rerank(
+        self, prompts: list[str], offered: list[Sequence[Any] | None], results: list[dict[str, Any]]
+    ) -> None:
+        """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`)."""
+        from thce.inference.candidate_scores import first_code_prefix, rerank_first_code, score_first_code
+
+        rows = [i for i, o in enumerate(offered) if o]
+        codes = [[_get(c, "code") for c in offered[i] if _get(c, "system") == "ICD10"] for i in rows]  # type: ignore[union-attr]
+        prefixes = [prompts[i] + (first_code_prefix(results[i]["raw"]) or "ICD10:") for i in rows]
+        scores = score_first_code(self.model, self.tokenizer, prefixes, codes, self.device)
+        for i, row_codes, row_scores in zip(rows, codes, scores, strict=True):
+            result = results[i]
+            result["candidate_scores"] = {
+                code: round(score, 4) for code, score in zip(row_codes, row_scores, strict=True)
+            }
+            result["codes"] = rerank_first_code(
+                result["codes"], row_codes, row_scores, self.rerank, self.fusion_weight
+            )
+            if result["codes"]:
+                result["code"], result["confidence"] = (
+                    result["codes"][0]["code"],
+                    result["codes"][0].get("confidence"),
+                )
 
     def _grammars(self, offered: list[Sequence[Any] | None]) -> Any:
         """One grammar for the batch, or one per example restricted to the codes it was offered."""

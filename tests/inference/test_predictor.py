@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from thce.inference.predictor import Predictor, is_reasoning_tokenizer
@@ -123,3 +125,21 @@ def test_checkpoint_retrieval_settings_are_used(tiny_llama, smollm2_tokenizer, t
     from thce.utils.config import RetrievalConfig
 
     assert Predictor(tmp_path, precision="fp32", retrieval=RetrievalConfig(enabled=False)).retrieval is None
+
+
+@pytest.mark.parametrize("mode", ["model", "fusion"])
+def test_rerank_puts_the_best_scored_offered_code_first(tiny_llama, smollm2_tokenizer, mode):
+    offered = [_offered(["E11.9", "E11.65", "I10"]), _offered(["S72.001A", "S72.002A"])]
+    predictor = Predictor(
+        model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", rerank=mode, fusion_weight=0.5
+    )
+    results = predictor.predict(TEXTS[:2], candidates=offered)
+    for result, offer in zip(results, offered, strict=True):
+        scores = result["candidate_scores"]
+        assert list(scores) == [c["code"] for c in offer]
+        fused = {
+            code: s - (0.5 * math.log(i + 1) if mode == "fusion" else 0)
+            for i, (code, s) in enumerate(scores.items())
+        }
+        assert result["codes"][0]["code"] == max(fused, key=fused.get) == result["code"]
+        assert {c["code"] for c in result["codes"]} <= set(scores)
