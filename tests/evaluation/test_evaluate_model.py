@@ -55,6 +55,18 @@ def test_evaluate_writes_everything(tiny_checkpoint, tmp_path):
     assert len(rows) == 8 and all(row["error_category"] for row in rows)
     report = (side / "report.md").read_text()
     assert "## Headline metrics" in report and "keyword" in report
+    # The retriever's figures sit beside the model's: recall@k overall and per split, and its top-1 is
+    # exactly what the keyword baseline scored.
+    retrieval = on_disk["retrieval"]
+    assert (
+        retrieval["k"] == 10
+        and 0 < retrieval["recall@1"] <= retrieval["recall@10"] <= retrieval["recall@20"] <= 1
+    )
+    assert retrieval["recall_at_k"] == retrieval["recall@10"] and retrieval["notes"] == 8
+    assert set(retrieval["splits"]) == {"eval_records"}
+    assert retrieval["top1_exact"] == on_disk["baselines"]["keyword"]["metrics"]["exact_match"]
+    assert on_disk["baselines"]["keyword"]["splits"] == {"eval_records": retrieval["top1_exact"]}
+    assert "## Retriever" in report and "recall@10" in report
     for name in ("accuracy_per_chapter", "error_categories", "calibration"):
         assert (side / "plots" / f"{name}.png").stat().st_size > 5000
     assert results["metrics"] == on_disk["metrics"]
@@ -76,7 +88,7 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
         load_records(empty)
     no_codes = tmp_path / "no_codes.jsonl"
     no_codes.write_text(json.dumps({"id": "x", "text": "Hypertension", "codes": []}) + "\n")
-    with pytest.raises(UserError, match=r"line 1: field 'codes'"):
+    with pytest.raises(UserError, match=r"no_codes.jsonl:1: field 'codes'"):
         load_records(no_codes)
     with pytest.raises(UserError, match="not a model checkpoint"):
         evaluate(tmp_path, RECORDS, tmp_path / "x.json")
@@ -84,7 +96,7 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
     old.write_text(json.dumps({"format": "thce-eval", "format_version": 0, "metrics": {}}))
     with pytest.raises(UserError, match="format version 0"):
         compare(old, old)
-    with pytest.raises(UserError, match="not valid JSON"):
+    with pytest.raises(UserError, match="malformed JSON"):
         compare(RECORDS, RECORDS)
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps({"accuracy": 0.5}))
