@@ -60,16 +60,18 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("THCE_API_KEY", None)
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: an undrained pipe fills up and blocks the server mid-run
+    log = open(args.server_log, "w")  # noqa: SIM115  (closed when the process ends)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def wait_ready(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
+def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"the server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
@@ -140,6 +142,8 @@ def main() -> None:
     )
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on the load phase.")
+    parser.add_argument("--start-timeout", type=float, default=900, help="Seconds to wait for the server.")
+    parser.add_argument("--server-log", type=Path, default=Path("bench_serve_server.log"))
     parser.add_argument("--output", type=Path, help="Also write the JSON here.")
     args = parser.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.clients <= 1024):
@@ -153,7 +157,7 @@ def main() -> None:
     url = f"http://{HOST}:{port}"
     server = start_server(args, port)
     try:
-        wait_ready(url, server)
+        wait_ready(url, server, args.server_log, args.start_timeout)
         warm = asyncio.run(load(url, texts[: args.clients], args.clients, 300))  # first batches, lazy inits
         if warm["errors"]:
             raise SystemExit(f"warm-up failed: {warm['errors']}")
