@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,7 +144,9 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=900, help="Bound on the load phase.")
     parser.add_argument("--start-timeout", type=float, default=900, help="Seconds to wait for the server.")
-    parser.add_argument("--server-log", type=Path, default=Path("bench_serve_server.log"))
+    parser.add_argument(
+        "--server-log", type=Path, default=Path(tempfile.gettempdir()) / "thce_bench_serve_server.log"
+    )
     parser.add_argument("--output", type=Path, help="Also write the JSON here.")
     args = parser.parse_args()
     if not (1 <= args.requests <= 100_000 and 1 <= args.clients <= 1024):
