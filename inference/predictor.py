@@ -11,7 +11,7 @@ and the `AnswerGrammar` of `constraints.py` as a logits processor. The prompt is
 template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the
 base SmolLM2) gets stage 1's.
 
-Retrieval (DESIGN.md section 9): when the checkpoint's `thce_config.yaml` has `retrieval.enabled` (or a
+Retrieval (docs/architecture.md): when the checkpoint's `thce_config.yaml` has `retrieval.enabled` (or a
 `retrieval` config is passed), each note's candidates are retrieved from the whole code set, the prompt
 lists them (`candidate_prompt`), and decoding is constrained to the codes that note was offered
 (`candidate_grammar`), so every emitted code exists and was offered. Each result carries its `offered` list.
@@ -369,15 +369,15 @@ def _token_logprobs(model: Any, output: Any, generated: Any) -> Any:
 def checkpoint_retrieval(model_name_or_path: str | os.PathLike) -> Any:
     """The `retrieval:` section of a checkpoint's `thce_config.yaml` (what it was trained with), or None
     for a directory without one (the base model, a foreign checkpoint)."""
-    path = Path(model_name_or_path) / "thce_config.yaml"
-    if not path.is_file():
-        return None
-    from thce.utils.config import RetrievalConfig, build_dataclass, read_yaml_mapping
+    from thce.utils.config import RetrievalConfig, build_dataclass
+    from thce.utils.stage_layout import RESOLVED_CONFIG, checkpoint_config
 
-    section = read_yaml_mapping(path, what="checkpoint config").get("retrieval")
+    saved = checkpoint_config(model_name_or_path)
+    section = saved.get("retrieval") if saved else None
     if section is None:
         return None
-    return build_dataclass(RetrievalConfig, section, section="retrieval", file=str(path))
+    where = str(Path(model_name_or_path) / RESOLVED_CONFIG)
+    return build_dataclass(RetrievalConfig, section, section="retrieval", file=where)
 
 
 def _get(candidate: Any, name: str) -> Any:

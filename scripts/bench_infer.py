@@ -1,6 +1,12 @@
 """Inference speed: a naive batch-1 fp32 `generate` loop vs THCE's default prediction path.
 
     python scripts/bench_infer.py [--examples 64] [--naive-examples 16] [--max-new-tokens 12]
+    python scripts/bench_infer.py --candidates [--k 10]     # retrieval-augmented path
+
+`--candidates`: the candidate-aware path a retrieval checkpoint runs (DESIGN.md section 9): each note's
+k candidates retrieved from the whole code set, listed in the prompt, decoding constrained to them.
+Reports examples/s with the time split into retrieval, prefill (a run with one new token: the prompt's
+forward pass, the per-note grammars and the first step) and decoding (the rest of a full run).
 
 Real SmolLM2-135M-Instruct (the embedded copy), ~90-token chat prompts, at most 12 new tokens, greedy.
 Rows: naive (fp32, one prompt at a time, unconstrained); THCE default (device precision, batch 32,
@@ -11,6 +17,7 @@ One warm-up batch per configuration is excluded from the timings. Prints a table
 import argparse
 import json
 import os
+import re
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,13 +38,94 @@ def prompts(n: int) -> list[str]:
     return [FINDINGS[i % len(FINDINGS)].format(age=30 + i % 60) for i in range(n)]
 
 
+def bench_candidates(args: argparse.Namespace) -> dict:
+    """The retrieval-augmented path: retrieval, prefill and decoding timed apart (module docstring)."""
+    import torch
+
+    from thce.inference.predictor import Predictor
+    from thce.retrieval import get_retriever
+    from thce.utils.config import RetrievalConfig
+    from thce.utils.models import EMBEDDED_MODEL_ID
+
+    texts = prompts(args.examples)
+    retrieval = RetrievalConfig(enabled=True, k=args.k)
+    retriever = get_retriever(retrieval)
+    predictor = Predictor(
+        args.model or EMBEDDED_MODEL_ID,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        retrieval=retrieval,
+    )
+    warm = texts[: args.batch_size]
+    predictor.predict(warm, candidates=retriever.retrieve_batch(warm))  # warm-up (index, kernels)
+
+    start = time.perf_counter()
+    candidates = retriever.retrieve_batch(texts)
+    retrieval_s = time.perf_counter() - start
+    predictor.max_new_tokens = 1
+    start = time.perf_counter()
+    predictor.predict(texts, candidates=candidates)
+    prefill_s = time.perf_counter() - start
+    predictor.max_new_tokens = args.max_new_tokens
+    start = time.perf_counter()
+    results = predictor.predict(texts, candidates=candidates)
+    full_s = time.perf_counter() - start
+    total_s = retrieval_s + full_s
+    note_tokens = [len(predictor.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    prompt_tokens = [
+        len(predictor.tokenizer(predictor.prompt(t, c)).input_ids)
+        for t, c in zip(texts, candidates, strict=True)
+    ]
+    offered = [{c.code for c in cands} for cands in candidates]
+    emitted = [(code["code"], i) for i, r in enumerate(results) for code in r["codes"]]
+    return {
+        "configuration": f"candidates k={args.k}, {predictor.precision}, batch {args.batch_size}, constrained",
+        "examples": len(texts),
+        "examples_per_second": len(texts) / total_s,
+        "seconds": {
+            "retrieval": retrieval_s,
+            "prefill": prefill_s,
+            "decoding": full_s - prefill_s,
+            "total": total_s,
+        },
+        "share": {
+            "retrieval": retrieval_s / total_s,
+            "prefill": prefill_s / total_s,
+            "decoding": (full_s - prefill_s) / total_s,
+        },
+        "ms_per_note_retrieval": 1000 * retrieval_s / len(texts),
+        "mean_note_tokens": sum(note_tokens) / len(note_tokens),
+        "mean_prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),
+        "mean_new_tokens": sum(r["generated_tokens"] for r in results) / len(results),
+        "codes_emitted": len(emitted),
+        "codes_not_offered": sum(code not in offered[i] for code, i in emitted),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "cpu_flags": sorted(set(re.findall(r"\b(amx\w*|avx512_bf16)\b", open("/proc/cpuinfo").read()))),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--naive-examples", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--candidates", action="store_true", help="the retrieval-augmented path only")
+    parser.add_argument("--k", type=int, default=10, help="candidates per note (with --candidates)")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint for --candidates (default: the embedded model)"
+    )
     args = parser.parse_args()
+    if args.candidates:
+        summary = bench_candidates(args)
+        seconds = summary["seconds"]
+        print(f"{summary['configuration']}: {summary['examples_per_second']:.2f} examples/s; "
+              f"retrieval {seconds['retrieval']:.2f} s, prefill {seconds['prefill']:.2f} s, "
+              f"decoding {seconds['decoding']:.2f} s; prompt {summary['mean_prompt_tokens']:.0f} tokens "
+              f"(note {summary['mean_note_tokens']:.0f})")  # fmt: skip
+        print(json.dumps(summary, indent=2))
+        return
 
     import torch
 

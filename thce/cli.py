@@ -15,6 +15,7 @@ from thce.commands import codes as codes_commands
 from thce.commands import data as data_commands
 from thce.commands import evaluate as evaluate_commands
 from thce.commands import model as model_commands
+from thce.commands import serve as serve_commands
 from thce.commands import train as train_commands
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command("predict")(evaluate_commands.predict)
 app.command("evaluate")(evaluate_commands.evaluate)
 app.command("baseline")(evaluate_commands.baseline)
 app.command("compare")(evaluate_commands.compare)
+app.command("serve")(serve_commands.serve)
 
 
 def _print_version(value: bool) -> None:

@@ -138,11 +138,10 @@ def checkpoint_config(model: str | os.PathLike) -> dict[str, Any] | None:
     for directory in (path, path.parent):
         saved = directory / RESOLVED_CONFIG
         if path.is_dir() and saved.is_file():
-            try:
-                raw = read_yaml(saved, "resolved config")
-            except UserError:
-                return None
-            return raw if isinstance(raw, dict) else None
+            raw = read_yaml(saved, "the checkpoint's saved config")  # a damaged file is a UserError
+            if not isinstance(raw, dict):
+                raise UserError(f"{saved}: the checkpoint's saved config is not a mapping")
+            return raw
     return None
 
 

@@ -3,10 +3,12 @@ read from what it says about itself (never from its path)."""
 
 import json
 
+import pytest
 import yaml
 
 from thce.evaluation.evaluate_model import default_datasets, default_output
 from thce.utils.config import load_config, save_resolved_config
+from thce.utils.errors import UserError
 from thce.utils.stage_layout import StageLayout, checkpoint_data_dir, checkpoint_stage, same_config
 
 
@@ -88,6 +90,9 @@ def test_a_checkpoint_says_its_own_stage_and_dataset(tmp_path):
     (bare / "training_summary.json").write_text(json.dumps({"stage": 1}))
     assert checkpoint_stage(bare) == 1
     assert checkpoint_stage("HuggingFaceTB/SmolLM2-135M-Instruct") is None
+    (bare / "thce_config.yaml").write_text("stage: [1")
+    with pytest.raises(UserError, match="not valid YAML"):
+        checkpoint_stage(bare)
     assert default_output("HuggingFaceTB/SmolLM2-135M-Instruct").as_posix() == (
         "results/SmolLM2-135M-Instruct_eval.json"
     )
