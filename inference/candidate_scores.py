@@ -1,4 +1,4 @@
-"""Scoring the offered candidates, and fusing the model's ranking with the retriever's (DESIGN.md section 9).
+"""Scoring the offered candidates, and fusing the model's ranking with the retriever's (docs/architecture.md, "Retrieval-augmented coding").
 
 `score_first_code` gives, per example, the model's log-probability of each offered code as the FIRST answer
 code: one prefill of the prompt plus what the model generated before its first code line (`ICD10:` for a

@@ -3,7 +3,7 @@
     python scripts/bench_infer.py [--examples 64] [--naive-examples 16] [--max-new-tokens 12]
     python scripts/bench_infer.py --candidates [--k 10]     # retrieval-augmented path
 
-`--candidates`: the candidate-aware path a retrieval checkpoint runs (DESIGN.md section 9): each note's
+`--candidates`: the candidate-aware path a retrieval checkpoint runs (docs/architecture.md, "Retrieval-augmented coding"): each note's
 k candidates retrieved from the whole code set, listed in the prompt, decoding constrained to them.
 Reports examples/s with the time split into retrieval, prefill (a run with one new token: the prompt's
 forward pass, the per-note grammars and the first step) and decoding (the rest of a full run).

@@ -65,11 +65,16 @@ def test_no_heavy_import_at_module_level(folder):
     assert not heavy, "\n".join(heavy)
 
 
+# The planning notes that live outside the repo; the repo's own docs/ is what code cites.
+OUTSIDE_DOCS = ("../shared", "DESIGN.md", "SYSTEM_OVERVIEW.md")
+
+
 def test_no_module_cites_a_path_outside_the_repo():
     cited = [
         str(path.relative_to(REPO))
         for folder in (*ALLOWED, "thce", "scripts", "configs")
         for path in (REPO / folder).rglob("*")
-        if path.suffix in (".py", ".yaml", ".md") and "../shared" in path.read_text(encoding="utf-8")
+        if path.suffix in (".py", ".yaml", ".md")
+        and any(outside in path.read_text(encoding="utf-8") for outside in OUTSIDE_DOCS)
     ]
     assert not cited

@@ -5,7 +5,7 @@ stages; a stage differs only in its default system message, which is prepended t
 Jinja `set` line so that a saved tokenizer carries it. Stage 3 (DPO) prefers one reasoning answer over
 another, so it shares stage 2's message.
 
-With retrieval (DESIGN.md section 9) the user turn is the note followed by a numbered list of candidate
+With retrieval (docs/architecture.md, "Retrieval-augmented coding") the user turn is the note followed by a numbered list of candidate
 codes (`candidate_prompt`), in every stage, and the answer picks codes from it; the answer format is the same:
 
     Patient with type 2 diabetes, no complications.

@@ -1,6 +1,6 @@
 """PHI scrubbing: pure pattern rules plus Presidio (analyzer + anonymizer) for names and places.
 
-The seed's rules (SYSTEM_OVERVIEW.md, Security & Privacy): names, SSN, phone, email, addresses, facility
+The seed's rules (Security & Privacy): names, SSN, phone, email, addresses, facility
 and doctor names are removed; dates are reduced to their year ("03/14/2021" -> "2021"). Medical eponyms
 (Parkinson's disease, Crohn's, Hodgkin lymphoma, Graves' disease, Bell's palsy, Down syndrome ...) are not
 names and survive.
