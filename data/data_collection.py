@@ -1,6 +1,6 @@
 """Data collection: sources -> preprocessing -> split -> shuffle -> `data/artefacts/stage_N_final/`.
 
-What `thce collect --config configs/stage_N.yaml` writes (DESIGN.md section 3):
+What `thce collect --config configs/stage_N.yaml` writes (docs/data_contracts.md):
     train.parquet          trainer-ready rows (TRL conversational) + id, source (+ rejection_kind)
     validation.parquet     same shape, small
     test_seen.jsonl        canonical records of in-distribution codes, kept out of train
@@ -49,6 +49,7 @@ from thce.data.preprocess_medical import (
 from thce.data.sources import check_source, read_source, source_name
 from thce.utils.config import StageConfig
 from thce.utils.errors import UserError
+from thce.utils.schemas import trainer_arrow_schema
 
 BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 BUCKET_ROWS = 25_000  # target rows per shuffle bucket
@@ -63,30 +64,6 @@ def _unit_hash(*parts: object) -> float:
 def is_heldout_code(code: str, seed: int, fraction: float) -> bool:
     """Whether a code belongs to the held-out set (never in train) for this seed."""
     return fraction > 0 and _unit_hash("heldout", seed, code) < fraction
-
-
-def message_type() -> Any:
-    import pyarrow as pa
-
-    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-
-def trainer_schema(stage: int) -> Any:
-    """The parquet schema of train/validation for a stage."""
-    import pyarrow as pa
-
-    messages = message_type()
-    if stage == 3:
-        fields = [("prompt", messages), ("chosen", messages), ("rejected", messages)]
-        fields += [("id", pa.string()), ("source", pa.string()), ("rejection_kind", pa.string())]
-    else:
-        fields = [
-            ("prompt", messages),
-            ("completion", messages),
-            ("id", pa.string()),
-            ("source", pa.string()),
-        ]
-    return pa.schema(fields)
 
 
 @dataclass
@@ -115,8 +92,9 @@ class _SplitWriter:
         self.train_codes: Counter[str] = Counter()
         self.code_systems: Counter[str] = Counter()
         self.rejection_kinds: Counter[str] = Counter()
+        self.candidate_counts: Counter[str] = Counter()
 
-    def add(self, record: dict[str, Any]) -> str:
+    def add(self, record: dict[str, Any], retrieved: list[Any] | None = None) -> str:
         seed = self.config.seed
         codes = answer_codes(record)
         heldout = [
@@ -135,22 +113,40 @@ class _SplitWriter:
             u < self.split.test_seen_fraction + self.split.validation_fraction
             and len(self.validation) < self.split.max_validation_records
         ):
-            self.validation.append(self._row(record))
+            self.validation.append(self._row(record, retrieved))
             self.counts["validation"] += 1
             return "validation"
         bucket = int(_unit_hash("bucket", seed, record["id"]) * self.n_buckets)
-        self.buckets[bucket].write(json.dumps(self._row(record), ensure_ascii=False) + "\n")
+        row = self._row(record, retrieved, count=True)
+        self.buckets[bucket].write(json.dumps(row, ensure_ascii=False) + "\n")
         self.counts["train"] += 1
+        if "rejection_kind" in row:
+            self.rejection_kinds[row["rejection_kind"]] += 1
         for code in codes:
             self.train_codes[code["code"]] += 1
             self.code_systems[code["system"]] += 1
-        if "rejection_kind" in record:
-            self.rejection_kinds[record["rejection_kind"]] += 1
         return "train"
 
-    def _row(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _row(
+        self, record: dict[str, Any], retrieved: list[Any] | None, count: bool = False
+    ) -> dict[str, Any]:
+        offered = None
+        if retrieved is not None:
+            from thce.data.candidates import with_candidates
+
+            record, offered, counts = with_candidates(
+                record,
+                retrieved,
+                self.config.stage,
+                self.config.seed,
+                self.config.data.candidates,
+                _describe(self.config),
+            )
+            if count:
+                self.candidate_counts.update(counts)
+                self.candidate_counts["examples"] += 1
         return to_trainer_row(
-            record, self.config.stage, self.config.chat.template, self.config.chat.system_message
+            record, self.config.stage, self.config.chat.template, self.config.chat.system_message, offered
         )
 
     def _write_test(self, handle: Any, record: dict[str, Any], name: str) -> str:
@@ -163,13 +159,26 @@ class _SplitWriter:
             handle.close()
 
 
+def _describe(config: StageConfig) -> Any:
+    """How an inserted gold code is described in a prompt: as the retriever describes its candidates."""
+    from thce.retrieval import trim_description
+    from thce.utils.code_validator import get_code_system
+
+    def describe(system: str, code: str) -> str:
+        return trim_description(
+            get_code_system(system).description(code) or "", config.retrieval.description_max_chars
+        )
+
+    return describe
+
+
 def _write_parquet(
     rows_by_bucket: Iterator[list[dict[str, Any]]], path: Path, stage: int, row_group_size: int
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = trainer_schema(stage)
+    schema = trainer_arrow_schema(stage)
     written = 0
     pending: list[dict[str, Any]] = []
     # No pandas metadata, no timestamps: the same rows give the same bytes.
@@ -235,6 +244,20 @@ def _estimated_rows(source: Any) -> int:
     return max(1, size // 500)
 
 
+def _retrieve(config: StageConfig, records: list[dict[str, Any] | None]) -> list[list[Any] | None]:
+    """The retriever's candidates for each kept record's text (None without retrieval or record)."""
+    if not config.retrieval.enabled:
+        return [None] * len(records)
+    from thce.retrieval import get_retriever
+
+    kept = [i for i, record in enumerate(records) if record is not None]
+    found = get_retriever(config.retrieval).retrieve_batch([records[i]["text"] for i in kept])  # type: ignore[index]
+    out: list[list[Any] | None] = [None] * len(records)
+    for i, candidates in zip(kept, found, strict=True):
+        out[i] = candidates
+    return out
+
+
 def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -275,7 +298,8 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
             ) -> str | None:
                 first = None
                 results = preprocessor.process_batch([r for r, _ in batch], phi_free=phi_free)
-                for (_, location), result in zip(batch, results, strict=True):
+                retrieved = _retrieve(config, [result.record for result in results])
+                for (_, location), result, candidates in zip(batch, results, retrieved, strict=True):
                     log_invalid(location, result.invalid, shown_invalid, name)
                     if result.invalid and first is None:
                         first = f"{location} {result.invalid[0]['code']!r}"
@@ -287,7 +311,7 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
                         counts["dropped_duplicate"] += 1
                         continue
                     seen_texts.add(key)
-                    counts[writer.add(result.record)] += 1
+                    counts[writer.add(result.record, candidates)] += 1
                     counts["kept"] += 1
                 bar.update(len(batch))
                 return first
@@ -381,6 +405,7 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
         "distinct_train_codes": len(writer.train_codes),
         "top_train_codes": dict(writer.train_codes.most_common(20)),
         "rejection_kinds": dict(sorted(writer.rejection_kinds.items())),
+        "candidates": _candidate_metadata(config, writer.candidate_counts),
         "preprocess": {
             "normalize_text": data.preprocess.normalize_text,
             "scrub_phi": data.preprocess.scrub_phi,
@@ -405,6 +430,23 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return metadata
+
+
+def _candidate_metadata(config: StageConfig, counts: Counter[str]) -> dict[str, Any] | None:
+    """Retrieval over the train rows: how often the retriever missed a gold code, how often it was inserted."""
+    if not config.retrieval.enabled:
+        return None
+    examples = counts["examples"]
+    return {
+        "k": config.retrieval.k,
+        "gold_insertion_rate": config.data.candidates.gold_insertion_rate,
+        "reasoning": config.data.candidates.reasoning,
+        "train_examples": examples,
+        "gold_missed": counts["gold_missed"],
+        "gold_inserted": counts["gold_inserted"],
+        "gold_not_offered": counts["gold_not_offered"],
+        "retriever_recall": 1 - counts["gold_missed"] / examples if examples else None,
+    }
 
 
 def dataset_card(config: StageConfig, metadata: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """Medical preprocessing: text normalisation, code normalisation and validation, PHI removal, and chat
-formatting per stage (DESIGN.md section 3: TRL's conversational format).
+formatting per stage (docs/data_contracts.md: TRL's conversational format).
 
 `Preprocessor.process_batch(records)` is what `thce collect` runs on every source; `thce preprocess`
 runs it on one JSONL file. A record comes out cleaned, or is dropped with a reason that is counted
@@ -11,17 +11,20 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from thce.utils.config import PreprocessConfig
+from thce.utils.config import PreprocessConfig, StageConfig
+from thce.utils.errors import UserError
 from thce.utils.medical_chat_templates import assistant_messages, prompt_messages
 
 # UTF-8 read as Windows-1252/Latin-1 ("Ã©" for "é", "â€™" for "’"): the commonest encoding damage.
 _MOJIBAKE = re.compile(r"[ÃÂâ][\x80-\xbf€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ ¡-¿]")
+PREPROCESS_BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
@@ -210,11 +213,15 @@ def answer_codes(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def to_trainer_row(
-    record: dict[str, Any], stage: int, template: str, system_message: str | None = None
+    record: dict[str, Any],
+    stage: int,
+    template: str,
+    system_message: str | None = None,
+    candidates: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """TRL conversational row: stages 1-2 prompt + completion (stage 1 without reasoning), stage 3 prompt +
-    chosen + rejected; plus id and source (and rejection_kind)."""
-    prompt = prompt_messages(record["text"], template, system_message)
+    chosen + rejected; plus id and source (and rejection_kind). `candidates` go into the user turn."""
+    prompt = prompt_messages(record["text"], template, system_message, candidates)
     if stage == 3:
         return {
             "prompt": prompt,
@@ -253,3 +260,60 @@ def log_invalid(location: str, invalid: list[dict[str, str]], shown: Counter[str
         shown[source] += 1
         codes = ", ".join(f"{c['system']}:{c['code']!r}" for c in invalid)
         logger.warning(f"{location}: invalid code(s) {codes}")
+
+
+def preprocess_file(
+    config: StageConfig, input_path: str | Path, output: str | Path, output_format: str = "chat"
+) -> tuple[int, dict[str, int]]:
+    """`thce preprocess`: one canonical/preference JSONL through the stage's preprocessing, written as
+    trainer rows (`chat`) or cleaned records (`canonical`). Returns (records written, preprocessing counts).
+    """
+    import json
+    import os
+
+    from thce.data.sources import read_source
+    from thce.utils.config import SourceConfig
+
+    if output_format not in ("chat", "canonical"):
+        raise UserError(f"--format must be 'chat' or 'canonical', got {output_format!r}")
+    input_path, output = Path(input_path), Path(output)
+    if not input_path.is_file():
+        raise UserError(f"--input: no such file: {input_path}")
+    preprocessor = Preprocessor(config.data.preprocess, config.stage)
+    source = SourceConfig(kind="jsonl", path=str(input_path))
+    shown: Counter[str] = Counter()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    kept = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for batch in _batches(read_source(source, 0, config.seed), PREPROCESS_BATCH):
+                results = preprocessor.process_batch([item.record for item in batch])
+                for item, result in zip(batch, results, strict=True):
+                    log_invalid(item.location, result.invalid, shown, str(input_path))
+                    if result.record is None:
+                        continue
+                    row = (
+                        to_trainer_row(
+                            result.record, config.stage, config.chat.template, config.chat.system_message
+                        )
+                        if output_format == "chat"
+                        else result.record
+                    )
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    kept += 1
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return kept, dict(preprocessor.counts)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

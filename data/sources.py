@@ -25,9 +25,8 @@ from loguru import logger
 
 from thce.utils.config import SourceConfig
 from thce.utils.errors import UserError
+from thce.utils.schemas import CODE_SYSTEMS, RECORD_FIELDS
 
-CODE_SYSTEMS = ("ICD10", "CPT", "HCPCS")
-RESERVED = ("id", "text", "codes", "reasoning", "source", "meta", "chosen", "rejected", "rejection_kind")
 _CODE_SPLIT = re.compile(r"[;,|\s]+")
 
 # Options each kind accepts (the synthetic generators validate their own).
@@ -156,7 +155,9 @@ def to_canonical(
     reasoning = row.get("reasoning")
     record["reasoning"] = reasoning if isinstance(reasoning, str) and reasoning.strip() else None
     meta = row.get("meta") if isinstance(row.get("meta"), Mapping) else {}
-    extra = {k: v for k, v in row.items() if k not in RESERVED and isinstance(v, (str, int, float, bool))}
+    extra = {
+        k: v for k, v in row.items() if k not in RECORD_FIELDS and isinstance(v, (str, int, float, bool))
+    }
     record["meta"] = {**meta, **{k: (v[:200] if isinstance(v, str) else v) for k, v in extra.items()}}
     return record
 

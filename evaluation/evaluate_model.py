@@ -2,7 +2,7 @@
 
     evaluate("outputs/stage_3/final", "data/artefacts/stage_3_final/test_unseen.jsonl")
 
-writes (DESIGN.md section 3 for the record format):
+writes (docs/data_contracts.md for the record format):
 - `results/stage_3_eval.json` (or `output`): format marker, model, inference settings, datasets with their
   SHA-256, the resolved config, `metrics` (every rate a fraction in [0, 1]), 95% bootstrap intervals,
   per-split / per-system / per-chapter breakdowns, error categories, baselines scored on the same
@@ -31,12 +31,19 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from thce.utils.config import RetrievalConfig, apply_override, build_dataclass, read_yaml_mapping
+from thce.utils.config import (
+    DataConfig,
+    RetrievalConfig,
+    apply_override,
+    build_dataclass,
+    read_yaml_mapping,
+)
 from thce.utils.errors import UserError
+from thce.utils.schemas import canonical_problem
+from thce.utils.stage_layout import TEST_SPLITS, checkpoint_data_dir, checkpoint_stage
 
 RESULTS_FORMAT = "thce-eval"
 RESULTS_FORMAT_VERSION = 1
-DEFAULT_SPLITS = ("test_unseen", "test_seen")
 
 
 @dataclass
@@ -53,6 +60,10 @@ class EvalConfig:
     force_format: bool = True
     max_codes: int = 5
     think_budget: int | None = None
+    rerank: Literal["none", "model", "fusion"] = (
+        "none"  # with candidates: re-choose the first code (Predictor)
+    )
+    fusion_weight: float = 1.0  # rerank=fusion: weight of the retriever's -log(rank) prior
     baselines: list[str] = field(default_factory=lambda: ["random", "keyword", "most_frequent", "rule_based"])
     train_data: str | None = None
     bootstrap_resamples: int = 1000
@@ -113,16 +124,10 @@ def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, A
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise UserError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise UserError(f"{where}: expected a JSON object (a canonical record)")
-            if not isinstance(record.get("text"), str) or not record["text"].strip():
-                raise UserError(f"{where}: field 'text' is missing or empty")
-            codes = record.get("codes")
-            if not isinstance(codes, list) or not codes:
-                raise UserError(f"{where}: field 'codes' is missing or empty (evaluation needs gold codes)")
-            for i, code in enumerate(codes):
-                if not isinstance(code, dict) or not code.get("system") or not code.get("code"):
-                    raise UserError(f"{where}: codes[{i}] must be an object with 'system' and 'code'")
+            problem = canonical_problem(record)
+            if problem:
+                hint = " (evaluation needs gold codes)" if problem.startswith("field 'codes'") else ""
+                raise UserError(f"{where}: {problem}{hint}")
             record.setdefault("id", f"{path.stem}-{number}")
             records.append(record)
             if limit is not None and len(records) >= limit:
@@ -132,26 +137,31 @@ def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, A
     return records
 
 
-def default_datasets(model: str | Path) -> list[Path]:
-    """The data pipeline's held-out test files of the model's stage (stage 1 when it cannot tell)."""
-    match = re.search(r"stage_(\d+)", str(model))
-    stage = match.group(1) if match else "1"
-    directory = Path("data/artefacts") / f"stage_{stage}_final"
+def model_data_dir(model: str | Path | None) -> Path:
+    """The dataset a model was trained on, as its own saved config says; for a model THCE did not train
+    (the base model id), stage 1's default `data.output_dir`."""
+    return (model is not None and checkpoint_data_dir(model)) or Path(DataConfig().output_dir)
+
+
+def default_datasets(model: str | Path | None) -> list[Path]:
+    """The held-out test files of the dataset the model was trained on (`model_data_dir`)."""
+    directory = model_data_dir(model)
     found = [
-        directory / f"{split}.jsonl" for split in DEFAULT_SPLITS if (directory / f"{split}.jsonl").is_file()
+        directory / f"{split}.jsonl" for split in TEST_SPLITS if (directory / f"{split}.jsonl").is_file()
     ]
     if not found:
+        stage = (checkpoint_stage(model) if model is not None else None) or 1
         raise UserError(
-            f"no --dataset given and no test files in {directory} (expected {', '.join(DEFAULT_SPLITS)}.jsonl; "
+            f"no --dataset given and no test files in {directory} (expected {', '.join(TEST_SPLITS)}.jsonl; "
             f"run `thce collect --config configs/stage_{stage}.yaml` first)"
         )
     return found
 
 
 def default_output(model: str | Path) -> Path:
-    """`results/stage_N_eval.json` for a stage checkpoint, else `results/<model name>_eval.json`."""
-    match = re.search(r"stage_(\d+)", str(model))
-    name = f"stage_{match.group(1)}" if match else re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(model)).name)
+    """`results/stage_N_eval.json` for a THCE checkpoint of stage N, else `results/<model name>_eval.json`."""
+    stage = checkpoint_stage(model)
+    name = f"stage_{stage}" if stage else re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(model)).name)
     return Path("results") / f"{name}_eval.json"
 
 
@@ -210,6 +220,9 @@ def score_predictions(
                 "confidence": prediction.get("confidence"),
                 "reasoning": prediction.get("reasoning"),
                 "raw": prediction.get("raw"),
+                "offered": [[c["system"], c["code"]] for c in prediction["offered"]]
+                if prediction.get("offered")
+                else None,
                 "exact": stat["exact"],
                 "error_category": error,
             }
@@ -334,7 +347,7 @@ def write_results(
 
 
 def _load_datasets(
-    dataset: str | Path | Sequence[str | Path] | None, model: str | Path, config: EvalConfig
+    dataset: str | Path | Sequence[str | Path] | None, model: str | Path | None, config: EvalConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if dataset is None or (isinstance(dataset, (list, tuple)) and not dataset):
         paths = [Path(p) for p in config.datasets] or default_datasets(model)
@@ -379,9 +392,7 @@ def run_baselines(
 
 
 def _default_train_data(model: str | Path | None) -> Path | None:
-    match = re.search(r"stage_(\d+)", str(model or ""))
-    stage = match.group(1) if match else "1"
-    path = Path("data/artefacts") / f"stage_{stage}_final" / "train.parquet"
+    path = model_data_dir(model) / "train.parquet"
     return path if path.is_file() else None
 
 
@@ -394,6 +405,7 @@ def evaluate(
     overrides: Sequence[str] = (),
     predictor: Any = None,
     progress: Callable[[int], None] | None = None,
+    show_progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate a model on canonical test records and write results, predictions and report.
@@ -405,6 +417,8 @@ def evaluate(
         output: the results JSON path (default `results/stage_N_eval.json`).
         config: `configs/eval.yaml`-style file or an `EvalConfig`; `overrides` are `key=value` strings.
         predictor: an already-built `Predictor` (the training pipeline reuses its model).
+        progress: called with the number of examples each predicted batch adds; `show_progress` draws
+            a progress bar instead.
         options: any `EvalConfig` field (batch_size=..., baselines=[...], limit=...).
     Returns the results dict (top-level `metrics`).
     """
@@ -417,20 +431,33 @@ def evaluate(
     records, datasets = _load_datasets(dataset, model, config)
     started = time.perf_counter()
     if predictor is None:
+        from thce.inference.predictor import checkpoint_retrieval
+
+        # A checkpoint's own retrieval settings reproduce its training prompts; the config's serve the rest.
+        retrieval = checkpoint_retrieval(model) or config.retrieval
         predictor = Predictor(
             model,
             config.precision,
             config.constrained,
+            retrieval=retrieval,
             force_format=config.force_format,
             batch_size=config.batch_size,
             max_new_tokens=config.max_new_tokens,
             num_beams=config.num_beams,
             max_codes=config.max_codes,
             think_budget=config.think_budget,
+            rerank=config.rerank,
+            fusion_weight=config.fusion_weight,
         )
     loaded = time.perf_counter()
     logger.info(f"Predicting {len(records)} examples with {predictor.name}")
-    predictions = predictor.predict([r["text"] for r in records], progress=progress)
+    if show_progress:
+        from tqdm import tqdm
+
+        with tqdm(total=len(records), desc="evaluating", unit="ex", disable=None) as bar:
+            predictions = predictor.predict([r["text"] for r in records], progress=bar.update)
+    else:
+        predictions = predictor.predict([r["text"] for r in records], progress=progress)
     predicted = time.perf_counter()
     stats, rows = score_predictions(records, predictions, config.top_k)
     baselines = run_baselines(records, config, model)
@@ -463,7 +490,7 @@ def evaluate_baseline(
         config = dataclasses.replace(config, **options) if options else config
     else:
         config = load_eval_config(config, overrides, **options)
-    records, datasets = _load_datasets(dataset, "stage_1", config)
+    records, datasets = _load_datasets(dataset, None, config)
     training_codes = None
     if method == "most_frequent":
         train = config.train_data or _default_train_data(None)
@@ -490,71 +517,3 @@ def evaluate_baseline(
     return write_results(
         results, rows, output or Path("results") / f"baseline_{method}_eval.json", config.report
     )
-
-
-# -- comparing two runs -----------------------------------------------------------------------------
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """A results JSON written by this version of THCE (clear errors for anything else)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"results file {path} does not exist")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from err
-    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
-        raise UserError(f'{path} is not a THCE evaluation results file (no "format": "{RESULTS_FORMAT}")')
-    version = results.get("format_version")
-    if version != RESULTS_FORMAT_VERSION:
-        raise UserError(
-            f"{path} was written in results format version {version} (thce {results.get('thce_version', '?')}); "
-            f"this THCE reads version {RESULTS_FORMAT_VERSION}: re-run `thce evaluate` to regenerate it"
-        )
-    return results
-
-
-def compare(
-    a: str | Path, b: str | Path, output: str | Path | None = None, resamples: int = 1000
-) -> dict[str, Any]:
-    """Paired comparison of two results files on their common examples; optionally writes Markdown."""
-    from thce.evaluation import significance
-    from thce.evaluation.report import comparison_markdown
-
-    first, second = load_results(a), load_results(b)
-    index = {(row["split"], row["id"]): row for row in second["per_example"]}
-    pairs = [
-        (row, index[(row["split"], row["id"])])
-        for row in first["per_example"]
-        if (row["split"], row["id"]) in index
-    ]
-    if not pairs:
-        raise UserError(f"{a} and {b} share no examples (compare needs results on the same dataset)")
-    hashes = ({d["sha256"] for d in first["datasets"]}, {d["sha256"] for d in second["datasets"]})
-    if hashes[0] != hashes[1]:
-        logger.warning(
-            "The two results come from different dataset files; comparing their common example ids"
-        )
-
-    def arrays(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        stats = [
-            dict(row, gold=[tuple(c) for c in row["gold"]], predicted=[tuple(c) for c in row["predicted"]])
-            for row in rows
-        ]
-        return significance.stat_arrays(stats)
-
-    comparison = {
-        "a": str(a),
-        "b": str(b),
-        "n_paired": len(pairs),
-        "paired_bootstrap": significance.paired_bootstrap_difference(
-            arrays([p[0] for p in pairs]), arrays([p[1] for p in pairs]), resamples
-        ),
-        "mcnemar": significance.mcnemar([p[0]["exact"] for p in pairs], [p[1]["exact"] for p in pairs]),
-    }
-    comparison["markdown"] = comparison_markdown(first, second, comparison)
-    if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(comparison["markdown"], encoding="utf-8")
-    return comparison

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from thce.inference.output_parser import normalise_code_format, normalise_system
+from thce.utils.code_systems.registry import normalise_code_format, normalise_system
 
 Code = tuple[str, str]
 HEADLINE = (

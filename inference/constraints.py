@@ -1,6 +1,6 @@
 """Constrained decoding: every code the model writes is a real, billable code.
 
-The answer format (DESIGN.md section 3) is spelled out at token level as a small grammar:
+The answer format (docs/data_contracts.md) is spelled out at token level as a small grammar:
 
     answer := [<think> FREE-TEXT </think> "\\n"]  line+  <|im_end|>        (the think part: reasoning models)
     line   := PREFIX CODE ("\\n" | <|im_end|>)
@@ -21,6 +21,10 @@ The answer format (DESIGN.md section 3) is spelled out at token level as a small
 Tokenisation of a code does not depend on what precedes it (checked for every code when the trie is
 built: `tok("ICD10: " + code + "\\n") == tok("ICD10:") + tok(" " + code) + tok("\\n")`), so the trie over
 `tok(" " + code)` is exactly what a model trained on the answer format emits.
+
+With retrieval, each example gets its own grammar over only the codes it was offered
+(`candidate_grammar`: tries of ~10 codes, built in about a millisecond), so every emitted code exists AND
+was offered; the processor takes one grammar per example.
 
 A trie is built once per (code set, tokenizer) and cached under `$THCE_HOME/tries/` (~2 s to build,
 ~0.2 s to load). Per decoding step the processor does one dict lookup per row: the state of a row is
@@ -80,10 +84,13 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_code_trie(system: str, codes: Sequence[str], tokenizer: Any) -> CodeTrie:
-    """Tokenise every code as it appears after `SYSTEM:` and insert it into a trie."""
+def build_code_trie(system: str, codes: Sequence[str], tokenizer: Any, check: bool = True) -> CodeTrie:
+    """Tokenise every code as it appears after `SYSTEM:` and insert it into a trie (`check`: warn about
+    codes whose tokens differ inside an answer line; the full code sets pass it, so per-example subsets
+    skip it)."""
     sequences = tokenizer([f" {code}" for code in codes], add_special_tokens=False).input_ids
-    _check_context_free(system, codes, sequences, tokenizer)
+    if check:
+        _check_context_free(system, codes, sequences, tokenizer)
     children: list[dict[int, int]] = [{}, {}]
     terminal = bytearray([0, 1])
     for sequence in sequences:
@@ -322,36 +329,52 @@ class CodeConstraintProcessor:
     may be reordered between steps (beam search) without confusing states.
     """
 
-    def __init__(self, grammar: AnswerGrammar, prompt_length: int, max_new_tokens: int | None = None) -> None:
-        self.grammar = grammar
+    def __init__(
+        self,
+        grammar: AnswerGrammar | Sequence[AnswerGrammar],
+        prompt_length: int,
+        max_new_tokens: int | None = None,
+        rows_per_example: int = 1,
+    ) -> None:
+        # One grammar for all rows, or one per example (rows `i * rows_per_example ...` belong to example i:
+        # beam search keeps each example's beams together, however it reorders them).
+        self.grammars = [grammar] if isinstance(grammar, AnswerGrammar) else list(grammar)
+        self.grammar = self.grammars[0]
         self.prompt_length = prompt_length
         self.max_new_tokens = max_new_tokens
-        self._states: dict[tuple, tuple] = {(): grammar.initial_state()}
+        self.rows_per_example = rows_per_example
+        self._states: dict[tuple, tuple] = {}
+
+    def _grammar_of(self, row: int) -> tuple[int, AnswerGrammar]:
+        if len(self.grammars) == 1:
+            return 0, self.grammars[0]
+        example = row // self.rows_per_example
+        return example, self.grammars[example]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        grammar = self.grammar
         generated = input_ids[:, self.prompt_length :].tolist()
         states: dict[tuple, tuple] = {}
         rows: list[int] = []
         allowed_lists: list[Any] = []
         no_eot_rows: list[int] = []
+        eot_columns: list[int] = []
         for row, sequence in enumerate(generated):
-            key = tuple(sequence)
+            example, grammar = self._grammar_of(row)
+            key = (example, *sequence)
             state = states.get(key)
             if state is None:
-                parent = self._states.get(key[:-1]) if key else self._states.get(())
-                state = grammar.advance(parent, key[-1]) if key and parent is not None else None
-                if state is None:
-                    state = grammar.state_of(key)
+                parent = self._states.get(key[:-1]) if sequence else None
+                state = grammar.advance(parent, key[-1]) if parent is not None else grammar.state_of(sequence)
                 states[key] = state
-            remaining = self.max_new_tokens - len(key) if self.max_new_tokens is not None else None
+            remaining = self.max_new_tokens - len(sequence) if self.max_new_tokens is not None else None
             allowed = grammar.allowed(state, remaining)
             if allowed is None:
                 continue
             if isinstance(allowed, str):
                 no_eot_rows.append(row)
+                eot_columns.append(grammar.eot)
             else:
                 rows.append(row)
                 allowed_lists.append(allowed)
@@ -366,12 +389,15 @@ class CodeConstraintProcessor:
             scores[rows] = float("-inf")
             scores[row_index, columns] = kept
         if no_eot_rows:
-            scores[no_eot_rows, grammar.eot] = float("-inf")
+            scores[no_eot_rows, eot_columns] = float("-inf")
         return scores
 
 
 def make_logits_processor(
-    grammar: AnswerGrammar, prompt_length: int, max_new_tokens: int | None = None
+    grammar: AnswerGrammar | Sequence[AnswerGrammar],
+    prompt_length: int,
+    max_new_tokens: int | None = None,
+    rows_per_example: int = 1,
 ) -> Any:
     """`CodeConstraintProcessor` registered as a transformers `LogitsProcessor` subclass."""
     from transformers import LogitsProcessor
@@ -379,4 +405,29 @@ def make_logits_processor(
     class _Processor(CodeConstraintProcessor, LogitsProcessor):
         pass
 
-    return _Processor(grammar, prompt_length, max_new_tokens)
+    return _Processor(grammar, prompt_length, max_new_tokens, rows_per_example)
+
+
+def candidate_grammar(
+    template: AnswerGrammar, tokenizer: Any, offered: Iterable[tuple[str, str]]
+) -> AnswerGrammar:
+    """`template`'s grammar (its reasoning, format, max_codes and think budget) over only the offered
+    `(system, code)` pairs: one small trie per system present. Systems follow `template`'s order."""
+    by_system: dict[str, list[str]] = {}
+    for system, code in offered:
+        codes = by_system.setdefault(system, [])
+        if code not in codes:
+            codes.append(code)
+    order = [t.system for t in template.tries]
+    systems = sorted(by_system, key=lambda s: order.index(s) if s in order else len(order))
+    if not systems:
+        raise ValueError("candidate_grammar needs at least one offered code")
+    tries = [build_code_trie(system, by_system[system], tokenizer, check=False) for system in systems]
+    return AnswerGrammar(
+        tokenizer,
+        tries,
+        reasoning=template.reasoning,
+        force_format=template.force_format,
+        max_codes=min(template.max_codes, sum(len(c) for c in by_system.values())),
+        think_budget=template.think_budget,
+    )

@@ -1,6 +1,6 @@
 """Parse a model's assistant answer into codes, reasoning and confidence.
 
-The answer format (DESIGN.md section 3) is `<think>reasoning</think>` (stages 2-3) followed by one
+The answer format (docs/data_contracts.md) is `<think>reasoning</think>` (stages 2-3) followed by one
 `SYSTEM: CODE` line per code. Models do not always comply, so the parser is tolerant:
 
 - whitespace, case and separators: `icd10 : e11.9`, `ICD-10-CM - E11.9`, `ICD10=E11.9`;
@@ -19,18 +19,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from thce.utils.code_systems.registry import normalise_code_format, normalise_system
 from thce.utils.medical_chat_templates import THINK_END, THINK_START
+from thce.utils.schemas import Prediction
 
-_SYSTEM_ALIASES = {
-    "ICD10": "ICD10",
-    "ICD10CM": "ICD10",
-    "ICD": "ICD10",
-    "CPT": "CPT",
-    "CPT4": "CPT",
-    "HCPCS": "HCPCS",
-    "HCPCSII": "HCPCS",
-    "HCPCSLEVELII": "HCPCS",
-}
 # "ICD-10-CM: ...", "cpt = ...", "HCPCS Level II - ..." at the start of a line (after optional bullets).
 _CODE_LINE = re.compile(
     r"^[\s\-*•>]*(?P<system>ICD[\s\-]?10(?:[\s\-]?CM)?|ICD|CPT(?:[\s\-]?4)?|HCPCS(?:[\s\-]?(?:LEVEL[\s\-]?)?II)?)"
@@ -41,18 +33,19 @@ _BARE_CODE_LINE = re.compile(
     r"^[\s\-*•>]*(?P<code>[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4}|\d{5}|\d{4}[FT])\s*$", re.IGNORECASE
 )
 _TOKEN_SPLIT = re.compile(r"[,;/\s]+")
-_ICD10_SHAPE = re.compile(r"^[A-Z]\d[0-9A-Z](?:[0-9A-Z]{1,4})?$")
 # What counts as a code mention after "SYSTEM:": a short alphanumeric token with a digit in it. Words
 # ("Type 2 diabetes") are skipped; code-shaped but wrong strings are kept for the validator to reject.
 _CODE_LIKE = re.compile(r"^(?=.*\d)[A-Z0-9.]{3,10}$")
 _MAX_CODES = 20  # a runaway generation listing hundreds of codes is garbage, not an answer
 
 
-def parse_answer(text: Any, validate: bool = True) -> dict[str, Any]:
+def parse_answer(text: Any, validate: bool = True) -> Prediction:
     """Parse an assistant answer.
 
-    Returns `{"code", "confidence", "codes": [{"system", "code", "description", "valid", "confidence"}],
-    "reasoning", "raw"}`; `code`/`confidence` are the first code's, or None when there is none.
+    Returns a `Prediction` (`thce.utils.schemas`): `{"code", "confidence", "codes": [{"system", "code",
+    "description", "valid", "confidence"}], "reasoning", "raw"}`; `code`/`confidence` are the first
+    code's, or None when there is none. System names and code formats are normalised by
+    `thce.utils.code_systems` (the one owner of aliases).
     """
     raw = text if isinstance(text, str) else ("" if text is None else str(text))
     reasoning, answer = _split_reasoning(raw)
@@ -68,32 +61,13 @@ def parse_answer(text: Any, validate: bool = True) -> dict[str, Any]:
     if validate:
         _attach_validation(codes)
     first = codes[0] if codes else None
-    return {
+    return {  # type: ignore[return-value]
         "code": first["code"] if first else None,
         "confidence": first["confidence"] if first else None,
         "codes": codes,
         "reasoning": reasoning,
         "raw": raw,
     }
-
-
-def normalise_system(name: str) -> str | None:
-    """`ICD-10-CM` / `icd10` / `HCPCS Level II` -> the canonical system name, or None."""
-    key = re.sub(r"[\s\-_]", "", name).upper()
-    return _SYSTEM_ALIASES.get(key)
-
-
-def normalise_code_format(code: str, system: str) -> str:
-    """Upper-case, strip punctuation around the code, and put the ICD-10-CM dot after the third character.
-
-    This is a format normalisation only; whether the code exists is the validator's question.
-    """
-    code = code.strip().strip(".,;:()[]{}'\"`").upper()
-    if system == "ICD10":
-        bare = code.replace(".", "")
-        if _ICD10_SHAPE.match(bare):
-            return bare if len(bare) == 3 else f"{bare[:3]}.{bare[3:]}"
-    return code
 
 
 def _split_reasoning(raw: str) -> tuple[str | None, str]:

@@ -5,11 +5,16 @@
     -> [{"code": "I10", "confidence": 0.95, "codes": [{"system": "ICD10", "code": "I10", ...}],
          "reasoning": "...", "raw": "<think>...</think>\\nICD10: I10", "candidates": [...]}]
 
-How it runs (DESIGN.md section 6): weights in the device precision (bf16 on CPUs with avx512_bf16),
+How it runs (docs/architecture.md, model and precision): weights in the device precision (bf16 on CPUs with avx512_bf16),
 prompts sorted by length and batched with left padding, greedy (or beam) decoding with the KV cache,
 and the `AnswerGrammar` of `constraints.py` as a logits processor. The prompt is the model's own chat
 template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the
 base SmolLM2) gets stage 1's.
+
+Retrieval (DESIGN.md section 9): when the checkpoint's `thce_config.yaml` has `retrieval.enabled` (or a
+`retrieval` config is passed), each note's candidates are retrieved from the whole code set, the prompt
+lists them (`candidate_prompt`), and decoding is constrained to the codes that note was offered
+(`candidate_grammar`), so every emitted code exists and was offered. Each result carries its `offered` list.
 
 Confidence of a code = the model's probability of the code's tokens, from the raw logits (before the
 constraint renormalises them), so a constrained random model reports near-zero confidence, honestly.
@@ -17,8 +22,10 @@ constraint renormalises them), so a constrained random model reports near-zero c
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,13 @@ from loguru import logger
 
 from thce.inference.output_parser import parse_answer
 from thce.utils.errors import UserError
-from thce.utils.medical_chat_templates import END_OF_TURN, THINK_END, THINK_START, prepare_tokenizer
+from thce.utils.medical_chat_templates import (
+    END_OF_TURN,
+    THINK_END,
+    THINK_START,
+    candidate_prompt,
+    prepare_tokenizer,
+)
 
 DEFAULT_MAX_NEW_TOKENS = 32  # two answer lines ("ICD10: S72.001A" is 13 tokens + newline)
 DEFAULT_MAX_NEW_TOKENS_REASONING = 256
@@ -48,6 +61,10 @@ class Predictor:
         max_codes: most answer lines when the format is forced.
         think_budget: tokens of reasoning before `</think>` is forced (default max_new_tokens - 40).
         systems: code systems to constrain; default ICD10 plus CPT/HCPCS where a code file is configured.
+        retrieval: a `RetrievalConfig`; default: the checkpoint's own (`checkpoint_retrieval`), else none.
+        rerank: with candidates, choose the FIRST answer code again after generating: "model" by the
+            model's own score of every offered code (`candidate_scores.py`), "fusion" by that score plus
+            the retriever's rank as a prior (`fusion_weight` * -log rank); "none" keeps the generated answer.
         model, tokenizer: already-loaded objects (tests, the training pipeline); skip loading.
     """
 
@@ -64,6 +81,9 @@ class Predictor:
         max_codes: int = 5,
         think_budget: int | None = None,
         systems: Sequence[str] | None = None,
+        retrieval: Any = None,
+        rerank: str = "none",
+        fusion_weight: float = 1.0,
         device: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -72,6 +92,10 @@ class Predictor:
 
         from thce.utils.models import resolve_model, select_precision, torch_dtype
 
+        if rerank not in ("none", "model", "fusion"):
+            raise UserError(f"rerank must be none, model or fusion (got {rerank!r})")
+        self.rerank = rerank
+        self.fusion_weight = fusion_weight
         if batch_size < 1 or num_beams < 1:
             raise UserError(f"batch_size and num_beams must be at least 1 (got {batch_size}, {num_beams})")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,6 +117,7 @@ class Predictor:
             )
         self.model = model.to(self.device).eval()
         self.reasoning = is_reasoning_tokenizer(self.tokenizer)
+        self.timings = {"retrieval_seconds": 0.0}
         self.constrained = constrained
         self.force_format = force_format and constrained
         self.batch_size = batch_size
@@ -106,6 +131,14 @@ class Predictor:
             self.think_budget = max(1, self.max_new_tokens - ANSWER_RESERVE)
         self.eot_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
         self.grammar = self._build_grammar(systems) if constrained else None
+        if retrieval is None and model_name_or_path is not None:
+            retrieval = checkpoint_retrieval(model_name_or_path)
+        self.retrieval = retrieval if retrieval is not None and retrieval.enabled else None
+        self.retriever = None
+        if self.retrieval is not None:
+            from thce.retrieval import get_retriever
+
+            self.retriever = get_retriever(self.retrieval)
 
     def _build_grammar(self, systems: Sequence[str] | None) -> Any:
         from thce.inference.constraints import AnswerGrammar, load_code_trie
@@ -142,33 +175,94 @@ class Predictor:
             "max_new_tokens": self.max_new_tokens,
             "max_codes": self.max_codes,
             "think_budget": self.think_budget,
+            "retrieval": dataclasses.asdict(self.retrieval) if self.retrieval is not None else None,
+            "rerank": self.rerank,
+            "fusion_weight": self.fusion_weight,
         }
 
-    def prompt(self, text: str) -> str:
-        """The chat-formatted prompt for one clinical text (the template adds the stage's system message)."""
+    def prompt(self, text: str, candidates: Sequence[Any] | None = None) -> str:
+        """The chat-formatted prompt for one clinical text and its offered candidates (the template adds
+        the stage's system message)."""
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text.strip()}], add_generation_prompt=True, tokenize=False
+            [{"role": "user", "content": candidate_prompt(text, candidates)}],
+            add_generation_prompt=True,
+            tokenize=False,
         )
 
     def predict(
-        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+        candidates: Sequence[Sequence[Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Predict codes for each text, in input order. `progress(n)` is called after each batch."""
+        """Predict codes for each text, in input order. `progress(n)` is called after each batch.
+
+        `candidates` (one list per text) overrides the retriever; by default a retrieval checkpoint
+        retrieves them itself."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; wrap a single text in a list")
-        prompts = [self.prompt(text) for text in texts]
+        started = time.perf_counter()
+        if candidates is None and self.retriever is not None:
+            candidates = self.retriever.retrieve_batch(list(texts))
+        self.timings["retrieval_seconds"] += time.perf_counter() - started
+        if candidates is not None and len(candidates) != len(texts):
+            raise ValueError(f"predict(): {len(texts)} texts but {len(candidates)} candidate lists")
+        offered = list(candidates) if candidates is not None else [None] * len(texts)
+        prompts = [self.prompt(text, offered[i]) for i, text in enumerate(texts)]
         # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[dict[str, Any] | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for index, result in zip(batch, self._predict_batch([prompts[i] for i in batch]), strict=True):
+            batch_results = self._predict_batch([prompts[i] for i in batch], [offered[i] for i in batch])
+            if self.rerank != "none":
+                self._rerank([prompts[i] for i in batch], [offered[i] for i in batch], batch_results)
+            for index, result in zip(batch, batch_results, strict=True):
+                if offered[index] is not None:
+                    result["offered"] = [_candidate_dict(c) for c in offered[index]]
                 results[index] = result
             if progress is not None:
                 progress(len(batch))
         return results  # type: ignore[return-value]
 
-    def _predict_batch(self, prompts: list[str]) -> list[dict[str, Any]]:
+    def _rerank(
+        self, prompts: list[str], offered: list[Sequence[Any] | None], results: list[dict[str, Any]]
+    ) -> None:
+        """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`)."""
+        from thce.inference.candidate_scores import first_code_prefix, rerank_first_code, score_first_code
+
+        rows = [i for i, o in enumerate(offered) if o]
+        codes = [[_get(c, "code") for c in offered[i] if _get(c, "system") == "ICD10"] for i in rows]  # type: ignore[union-attr]
+        prefixes = [prompts[i] + (first_code_prefix(results[i]["raw"]) or "ICD10:") for i in rows]
+        scores = score_first_code(self.model, self.tokenizer, prefixes, codes, self.device)
+        for i, row_codes, row_scores in zip(rows, codes, scores, strict=True):
+            result = results[i]
+            result["candidate_scores"] = {
+                code: round(score, 4) for code, score in zip(row_codes, row_scores, strict=True)
+            }
+            result["codes"] = rerank_first_code(
+                result["codes"], row_codes, row_scores, self.rerank, self.fusion_weight
+            )
+            if result["codes"]:
+                result["code"], result["confidence"] = (
+                    result["codes"][0]["code"],
+                    result["codes"][0].get("confidence"),
+                )
+
+    def _grammars(self, offered: list[Sequence[Any] | None]) -> Any:
+        """One grammar for the batch, or one per example restricted to the codes it was offered."""
+        from thce.inference.constraints import candidate_grammar
+
+        if self.grammar is None or all(o is None for o in offered):
+            return self.grammar
+        return [
+            candidate_grammar(self.grammar, self.tokenizer, [(_get(c, "system"), _get(c, "code")) for c in o])
+            if o
+            else self.grammar
+            for o in offered
+        ]
+
+    def _predict_batch(self, prompts: list[str], offered: list[Sequence[Any] | None]) -> list[dict[str, Any]]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -178,9 +272,10 @@ class Predictor:
         encoded = {key: value.to(self.device) for key, value in encoded.items()}
         prompt_length = encoded["input_ids"].shape[1]
         processors = LogitsProcessorList()
-        if self.grammar is not None:
-            processors.append(make_logits_processor(self.grammar, prompt_length, self.max_new_tokens))
         beams = self.num_beams
+        grammars = self._grammars(offered)
+        if grammars is not None:
+            processors.append(make_logits_processor(grammars, prompt_length, self.max_new_tokens, beams))
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
@@ -251,6 +346,28 @@ def _token_logprobs(model: Any, output: Any, generated: Any) -> Any:
     steps = logits.shape[1]
     chosen = logits.gather(-1, generated[:, :steps, None]).squeeze(-1)
     return chosen - torch.logsumexp(logits, dim=-1)
+
+
+def checkpoint_retrieval(model_name_or_path: str | os.PathLike) -> Any:
+    """The `retrieval:` section of a checkpoint's `thce_config.yaml` (what it was trained with), or None
+    for a directory without one (the base model, a foreign checkpoint)."""
+    path = Path(model_name_or_path) / "thce_config.yaml"
+    if not path.is_file():
+        return None
+    from thce.utils.config import RetrievalConfig, build_dataclass, read_yaml_mapping
+
+    section = read_yaml_mapping(path, what="checkpoint config").get("retrieval")
+    if section is None:
+        return None
+    return build_dataclass(RetrievalConfig, section, section="retrieval", file=str(path))
+
+
+def _get(candidate: Any, name: str) -> Any:
+    return candidate[name] if isinstance(candidate, dict) else getattr(candidate, name)
+
+
+def _candidate_dict(candidate: Any) -> dict[str, Any]:
+    return {name: _get(candidate, name) for name in ("system", "code", "description", "score")}
 
 
 def _load(path: Path, dtype: Any) -> tuple[Any, Any]:

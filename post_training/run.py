@@ -1,8 +1,9 @@
 """Train one stage from its config: the one code path behind `post_training/sft.py`, `dpo.py`,
 `thce train` and `thce pipeline`.
 
-Outputs (DESIGN.md section 2): `training.output_dir/checkpoint-K/` while training, then `final/` with the
-model, tokenizer (chat template included), the resolved config, a model card and `training_summary.json`.
+Outputs (the layout is `thce.utils.stage_layout`'s): `training.output_dir/checkpoint-K/` while training,
+then `final/` with the model, tokenizer (chat template included), the resolved config, a model card and
+`training_summary.json`.
 A run interrupted after a checkpoint continues from the newest one, at its step, with optimizer and
 scheduler state, provided the config is unchanged.
 """
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from loguru import logger
 
 from thce.post_training.model_card import write_model_card
@@ -29,9 +29,7 @@ from thce.post_training.model_setup import (
 from thce.post_training.training_data import load_stage_datasets
 from thce.utils.config import StageConfig, save_resolved_config, training_arguments
 from thce.utils.errors import UserError
-
-RESOLVED_CONFIG = "thce_config.yaml"
-SUMMARY = "training_summary.json"
+from thce.utils.stage_layout import RESOLVED_CONFIG, TRAINING_SUMMARY
 
 
 def train_stage(config: StageConfig, resume: bool | None = None, force: bool = False) -> Path:
@@ -42,13 +40,13 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
     """
     from transformers import EarlyStoppingCallback, set_seed
 
-    output_dir = Path(config.training.get("output_dir", f"outputs/stage_{config.stage}"))
-    final_dir = output_dir / "final"
+    layout = config.layout
+    output_dir, final_dir = layout.output_dir, layout.final_dir
     if force and output_dir.exists():
         logger.warning(f"--force: removing {output_dir}")
         shutil.rmtree(output_dir)
     resume = config.run.resume if resume is None else resume
-    checkpoint = _checkpoint_to_resume(config, output_dir) if resume else None
+    checkpoint = _checkpoint_to_resume(config) if resume else None
 
     set_seed(config.seed)
     _configure_tracking(config)
@@ -135,8 +133,9 @@ def _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, 
     )
 
 
-def _checkpoint_to_resume(config: StageConfig, output_dir: Path) -> Path | None:
+def _checkpoint_to_resume(config: StageConfig) -> Path | None:
     """The newest `checkpoint-K` of an earlier run with the same config; an error if the config changed."""
+    output_dir = config.layout.output_dir
     checkpoints = sorted(
         (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and _checkpoint_step(p) is not None),
         key=_checkpoint_step,
@@ -144,14 +143,11 @@ def _checkpoint_to_resume(config: StageConfig, output_dir: Path) -> Path | None:
     checkpoints = [p for p in checkpoints if (p / "trainer_state.json").is_file()]
     if not checkpoints:
         return None
-    previous = output_dir / RESOLVED_CONFIG
-    if previous.is_file():
-        earlier = yaml.safe_load(previous.read_text())
-        if earlier != config.to_dict():
-            raise UserError(
-                f"{output_dir} holds checkpoints of a run with a different config ({previous}); "
-                "re-run with --force to start over, or restore that config to resume"
-            )
+    if config.layout.checkpoints_stale(config):
+        raise UserError(
+            f"{output_dir} holds checkpoints of a run with a different config ({config.layout.run_config}); "
+            "re-run with --force to start over, or restore that config to resume"
+        )
     return checkpoints[-1]
 
 
@@ -184,7 +180,7 @@ def _save_final(trainer, tokenizer, config: StageConfig, final_dir: Path, summar
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     save_resolved_config(config, staging, RESOLVED_CONFIG)
-    (staging / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+    (staging / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
     write_model_card(staging, config, summary)
     if final_dir.exists():
         shutil.rmtree(final_dir)

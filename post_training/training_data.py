@@ -12,8 +12,7 @@ from typing import Any
 
 from thce.utils.config import StageConfig
 from thce.utils.errors import UserError
-
-REQUIRED_COLUMNS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
+from thce.utils.schemas import TRAINER_COLUMNS
 
 
 def load_stage_datasets(config: StageConfig) -> tuple[Any, Any | None]:
@@ -35,7 +34,7 @@ def _read(path: Path, config: StageConfig) -> Any:
     from datasets import Dataset
 
     dataset = Dataset.from_parquet(str(path))
-    required = REQUIRED_COLUMNS[config.trainer_kind]
+    required = TRAINER_COLUMNS[config.trainer_kind]
     missing = [c for c in required if c not in dataset.column_names]
     if missing:
         raise UserError(

@@ -1,4 +1,4 @@
-"""Candidate retrieval: the codes a candidate-aware prompt offers the model (DESIGN.md section 9).
+"""Candidate retrieval: the codes a candidate-aware prompt offers the model (docs/architecture.md).
 
     from thce.retrieval import get_retriever
     candidates = get_retriever(config.retrieval).retrieve("Assessment: HTN; DM2 w/ CKD 3")

@@ -105,9 +105,54 @@ def test_pipeline_runs_end_to_end_and_skips_finished_steps(tmp_path, tiny_llama,
         assert {"exact_match", "f1_micro", "validity_rate"} <= set(results["metrics"])
     assert "| stage_3 |" in summary_table(summary)
     assert (tmp_path / "results/summary.md").is_file()
+    for stage in (1, 2, 3):  # the same quality gate as `thce collect` ran on every stage's data
+        assert json.loads((tmp_path / f"data/stage_{stage}/quality_report.json").read_text())["passed"]
 
     # Re-running finds everything finished: no step is redone.
     model_mtime = (tmp_path / "outputs/stage_3/final/model.safetensors").stat().st_mtime
     again = run_pipeline(pipeline)
     assert (tmp_path / "outputs/stage_3/final/model.safetensors").stat().st_mtime == model_mtime
     assert again["timings_seconds"]["total"] < summary["timings_seconds"]["total"] / 2
+
+
+def test_pipeline_runs_the_quality_gate_and_stops_on_a_failed_check(tmp_path):
+    # Notes with phone numbers, PHI scrubbing off: collect succeeds, the PHI-residue check fails.
+    records = tmp_path / "notes.jsonl"
+    records.write_text(
+        "".join(
+            json.dumps(
+                {"text": f"Essential hypertension, call 555-867-{5300 + i} to follow up.", "codes": ["I10"]}
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
+    stage = tmp_path / "stage_1.yaml"
+    stage.write_text(
+        yaml.safe_dump(
+            {
+                "stage": 1,
+                "data": {
+                    "sources": [{"kind": "jsonl", "path": str(records)}],
+                    "preprocess": {"scrub_phi": False},
+                    "split": {
+                        "heldout_code_fraction": 0.0,
+                        "test_seen_fraction": 0.0,
+                        "validation_fraction": 0.0,
+                    },
+                    "quality": {"min_english_rate": 0.0},
+                    "output_dir": str(tmp_path / "data/stage_1"),
+                },
+                "training": {"output_dir": str(tmp_path / "outputs/stage_1")},
+            }
+        )
+    )
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump({"stages": [str(stage)], "results_dir": str(tmp_path / "results")}))
+    with pytest.raises(UserError, match=r"stage 1 data .* failed the quality checks: phi_residue_rate"):
+        run_pipeline(pipeline)
+    report = json.loads((tmp_path / "data/stage_1/quality_report.json").read_text())
+    assert not report["passed"]
+    assert not (tmp_path / "outputs/stage_1").exists(), "nothing is trained on data that failed the gate"
+    # The resolved config is written once, by collect (the pipeline no longer re-saves it).
+    assert (tmp_path / "data/stage_1/thce_config.yaml").is_file()

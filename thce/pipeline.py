@@ -8,27 +8,30 @@ A pipeline file names the three stage configs and how to evaluate:
     evaluate_base_model: true
     results_dir: results/demo
 
-Every step is resumable: a stage's data is re-collected only when missing or collected from another config,
-a stage is re-trained only when its `final/` is missing or was trained from another config (an interrupted
-training run resumes from its newest checkpoint), and an evaluation is re-run only when its model is newer
-than its results. `--force` redoes everything. This module sits in the CLI layer because it is the one
-place that wires data, training and evaluation together.
+Every step is resumable (the stage layout, `thce.utils.stage_layout`, answers what is current): a
+stage's data is re-collected only when missing or collected from another config, and then passes the same
+quality gate as `thce collect` (the pipeline stops on a failed check); a stage is re-trained only when its
+`final/` is missing or was trained from another config (an interrupted training run resumes from its newest
+checkpoint), and an evaluation is re-run only when its model is newer than its results. `--force` redoes
+everything. This module sits in the CLI layer because it is the one place that wires data, training and
+evaluation together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from loguru import logger
 
 from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config, read_yaml_mapping
 from thce.utils.errors import UserError
 from thce.utils.models import EMBEDDED_MODEL_ID
+from thce.utils.stage_layout import read_training_summary
 
 HEADLINE = ("exact_match", "category_match", "f1_micro", "validity_rate")
 
@@ -77,10 +80,20 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     if pipeline.evaluate_base_model:
         models["base"] = pipeline.base_model
     models.update(finals)
-    evaluations = {}
+    datasets = [str(d) for d in pipeline.evaluation.get("datasets") or []] or [None]
+    evaluations: dict[tuple[str, str | None], dict] = {}
     for name, model in models.items():
         step = time.perf_counter()
-        evaluations[name] = _evaluate(pipeline, name, model, results_dir, force)
+        # The base model has no retrieval settings of its own: it reads stage 1's candidates.
+        retrieval = (
+            dataclasses.asdict(stages[0].retrieval)
+            if name == "base" and stages[0].retrieval.enabled
+            else None
+        )
+        for dataset in datasets:
+            evaluations[(name, dataset)] = _evaluate(
+                pipeline, name, model, dataset, results_dir, force, len(datasets) > 1, retrieval
+            )
         timings[f"evaluate_{name}"] = time.perf_counter() - step
     timings["total"] = time.perf_counter() - started
 
@@ -92,42 +105,56 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
 
 def _collect(config: StageConfig, force: bool) -> None:
     from thce.data.data_collection import collect
+    from thce.utils.data_quality import format_summary, quality_gate
 
-    output = Path(config.data.output_dir)
-    marker = output / "thce_config.yaml"
-    if not force and (output / "train.parquet").is_file() and _same_config(marker, config):
-        logger.info(f"Stage {config.stage} data: up to date in {output}")
-        return
-    logger.info(f"Stage {config.stage} data: collecting into {output}")
-    collect(config)
-    from thce.utils.config import save_resolved_config
-
-    save_resolved_config(config, output)
+    layout = config.layout
+    if not force and layout.data_is_current(config) and layout.quality_report.is_file():
+        logger.info(f"Stage {config.stage} data: up to date in {layout.data_dir}")
+        report = json.loads(layout.quality_report.read_text(encoding="utf-8"))
+    else:
+        logger.info(f"Stage {config.stage} data: collecting into {layout.data_dir}")
+        collect(config)  # writes the resolved config beside the data
+        report = quality_gate(config)
+        logger.info(format_summary(report))
+    if not report.get("passed"):
+        failed = "; ".join(f"{f['check']} = {f['value']} (needs {f['threshold']})" for f in report["failed"])
+        raise UserError(
+            f"stage {config.stage} data in {layout.data_dir} failed the quality checks: {failed} "
+            f"(full report: {layout.quality_report}); fix the sources or thresholds in {config.source_path}"
+        )
 
 
 def _train(config: StageConfig, force: bool) -> Path:
-    from thce.post_training.run import RESOLVED_CONFIG, train_stage
+    from thce.post_training.run import train_stage
 
-    output = Path(config.training.get("output_dir", f"outputs/stage_{config.stage}"))
-    final = output / "final"
-    if (
-        not force
-        and (final / "model.safetensors").is_file()
-        and _same_config(final / RESOLVED_CONFIG, config)
-    ):
-        logger.info(f"Stage {config.stage}: already trained ({final})")
-        return final
-    if final.exists() and not force:
-        logger.info(f"Stage {config.stage}: {final} was trained from another config; training again")
+    layout = config.layout
+    if not force and layout.is_trained(config):
+        logger.info(f"Stage {config.stage}: already trained ({layout.final_dir})")
+        return layout.final_dir
+    if layout.final_dir.exists() and not force:
+        logger.info(
+            f"Stage {config.stage}: {layout.final_dir} was trained from another config; training again"
+        )
     # A changed config invalidates this stage's checkpoints too; an unchanged one resumes from them.
-    stale = (output / RESOLVED_CONFIG).is_file() and not _same_config(output / RESOLVED_CONFIG, config)
-    return train_stage(config, force=force or stale)
+    return train_stage(config, force=force or layout.checkpoints_stale(config))
 
 
-def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_dir: Path, force: bool) -> dict:
+def _evaluate(
+    pipeline: PipelineConfig,
+    name: str,
+    model: str | Path,
+    dataset: str | None,
+    results_dir: Path,
+    force: bool,
+    per_dataset: bool,
+    retrieval: Any,
+) -> dict:
+    """One model on one dataset (each dataset is scored on its own: its own CIs and baseline comparisons)."""
     from thce.evaluation.evaluate_model import evaluate
 
-    output = results_dir / f"{name}_eval.json"
+    output = results_dir / (
+        f"{name}_{Path(dataset).stem}_eval.json" if per_dataset and dataset else f"{name}_eval.json"
+    )
     model_path = Path(model)
     fresh = output.is_file() and (
         not model_path.exists() or output.stat().st_mtime > model_path.stat().st_mtime
@@ -135,36 +162,46 @@ def _evaluate(pipeline: PipelineConfig, name: str, model: str | Path, results_di
     if fresh and not force:
         logger.info(f"Evaluation of {name}: up to date ({output})")
         return json.loads(output.read_text())
-    logger.info(f"Evaluating {name} ({model})")
-    return evaluate(model, output=output, config=pipeline.evaluation_config, **pipeline.evaluation)
-
-
-def _same_config(saved: Path, config: StageConfig) -> bool:
-    if not saved.is_file():
-        return False
-    return yaml.safe_load(saved.read_text()) == config.to_dict()
+    logger.info(f"Evaluating {name} ({model}) on {dataset or 'its default datasets'}")
+    options = dict(pipeline.evaluation)
+    if dataset is not None:
+        options["datasets"] = [dataset]
+    if retrieval is not None:
+        options["retrieval"] = retrieval
+    return evaluate(model, output=output, config=pipeline.evaluation_config, **options)
 
 
 def _summary(pipeline, stages, finals, evaluations, timings) -> dict[str, Any]:
     rows = []
-    for name, result in evaluations.items():
-        row: dict[str, Any] = {"model": name}
+    for (name, dataset), result in evaluations.items():
+        row: dict[str, Any] = {"model": name, "dataset": Path(dataset).stem if dataset else None}
         if name in finals:
-            summary_file = finals[name] / "training_summary.json"
-            training = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+            training = read_training_summary(finals[name])
             row["train_loss"] = training.get("metrics", {}).get("train_loss")
             row["train_examples"] = training.get("train_examples")
             row["train_seconds"] = training.get("wall_seconds")
         metrics = result.get("metrics", {})
         row.update({key: metrics.get(key) for key in HEADLINE})
-        row["examples"] = result.get("n_examples") or result.get("dataset", {}).get("n_examples")
+        row["examples"] = result.get("n_examples") or sum(
+            d.get("n_records", 0) for d in result.get("datasets", [])
+        )
+        keyword = result.get("baselines", {}).get("keyword")
+        if keyword:
+            row["keyword_exact_match"] = keyword["metrics"].get("exact_match")
+            difference = keyword.get("paired_bootstrap", {}).get("exact_match", {})
+            row["vs_keyword_ci"] = difference.get("ci")
+        retrieval = result.get("retrieval") or {}
+        row["retriever_recall_at_k"] = retrieval.get("recall_at_k")
         rows.append(row)
     return {"pipeline": [str(p) for p in pipeline.stages], "rows": rows, "timings_seconds": timings}
 
 
 def summary_table(summary: dict[str, Any]) -> str:
     """The per-stage results as a Markdown table."""
-    columns = ["model", "train_examples", "train_loss", "train_seconds", *HEADLINE]
+    columns = [
+        "model", "dataset", "train_examples", "train_loss", "train_seconds", *HEADLINE,
+        "keyword_exact_match", "vs_keyword_ci", "retriever_recall_at_k",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in summary["rows"]:
         cells = []
@@ -172,6 +209,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             value = row.get(column)
             if isinstance(value, float):
                 cells.append(f"{value:.3f}" if column != "train_seconds" else f"{value:.0f}")
+            elif isinstance(value, list):
+                cells.append(" .. ".join("" if v is None else f"{v:+.3f}" for v in value))
             else:
                 cells.append("" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")

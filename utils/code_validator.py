@@ -163,7 +163,7 @@ def validate_records(
     code_files: dict[str, str | Path] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> RecordsReport:
-    """Validate every code of a canonical or preference JSONL file (DESIGN.md section 3).
+    """Validate every code of a canonical or preference JSONL file (docs/data_contracts.md).
 
     A line that is not a JSON object, or a record without a `codes` list (nor `chosen`/`rejected` codes),
     is reported under `malformed` with its line number, and validation goes on with the next line.

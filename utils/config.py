@@ -1,6 +1,6 @@
 """Stage configs: one YAML file per stage, parsed into typed dataclasses.
 
-A stage file describes a stage end to end (DESIGN.md section 4), so the same file drives `thce collect`,
+A stage file describes a stage end to end (docs/data_contracts.md), so the same file drives `thce collect`,
 `thce train` and the trainer scripts:
 
     stage: 1
@@ -33,6 +33,8 @@ from typing import Any, Literal
 import yaml
 
 from thce.utils.errors import UserError
+from thce.utils.models import EMBEDDED_MODEL_ID
+from thce.utils.stage_layout import RESOLVED_CONFIG, StageLayout
 
 SourceKind = Literal["synthetic", "jsonl", "json", "csv", "parquet", "hf_disk", "mtsamples", "mimic"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -103,6 +105,25 @@ class QualityConfig:
 
 
 @dataclass
+class CandidateDataConfig:
+    """How `collect` builds training examples with candidates (used when `retrieval.enabled`)."""
+
+    gold_insertion_rate: float = 1.0  # share of records whose missed gold codes are inserted into the list
+    reasoning: Literal["contrastive", "source"] = "contrastive"  # stages 2-3: short rival-by-rival traces
+    rivals: int = 2  # competing candidates a trace explains away, per answer code
+    confusion_pair_rate: float = (
+        0.5  # stage 3: share of pairs whose rejected answer is the top wrong candidate
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("gold_insertion_rate", "confusion_pair_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"data.candidates.{name} must be between 0 and 1 (got {getattr(self, name)})")
+        if self.rivals < 0:
+            raise UserError(f"data.candidates.rivals must be 0 or more (got {self.rivals})")
+
+
+@dataclass
 class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -111,6 +132,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     row_group_size: int = 10_000  # fixed, so the same seed gives byte-identical parquet
     save_to_disk: bool = False  # also write a `datasets` save_to_disk copy under hf_dataset/
+    candidates: CandidateDataConfig = field(default_factory=CandidateDataConfig)
 
 
 @dataclass
@@ -127,7 +149,7 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    name_or_path: str = EMBEDDED_MODEL_ID
     precision: Precision = "auto"  # auto: bf16 where the device supports it, else fp16 on CUDA, else fp32
     attn_implementation: str = "sdpa"
     lora: LoraConfig | None = None
@@ -206,6 +228,11 @@ class StageConfig:
     @property
     def trainer_kind(self) -> Literal["sft", "dpo"]:
         return "dpo" if self.stage == 3 else "sft"
+
+    @property
+    def layout(self) -> StageLayout:
+        """Where this stage's dataset and training run live, and whether they are current."""
+        return StageLayout.of(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data, in YAML order, without the internal bookkeeping fields."""
@@ -313,7 +340,7 @@ def training_arguments(config: StageConfig, **extra: Any) -> Any:
     """Construct TRL's SFTConfig/DPOConfig from `config.training` (+ `extra`), as the trainer will."""
     config_class = training_config_class(config.stage)
     values = {**config.training, **extra}
-    values.setdefault("output_dir", f"outputs/stage_{config.stage}")
+    values.setdefault("output_dir", str(config.layout.output_dir))
     values.setdefault("seed", config.seed)
     try:
         return config_class(**values)
@@ -324,7 +351,7 @@ def training_arguments(config: StageConfig, **extra: Any) -> Any:
 
 
 def save_resolved_config(
-    config: StageConfig, directory: str | os.PathLike, name: str = "thce_config.yaml"
+    config: StageConfig, directory: str | os.PathLike, name: str = RESOLVED_CONFIG
 ) -> Path:
     """Write the fully resolved config (with the overrides that produced it) beside a run's outputs."""
     from thce import __version__

@@ -1,6 +1,6 @@
 """Data quality checks for canonical, preference and trainer-ready datasets (JSONL or parquet).
 
-Checks (the seed's list, SYSTEM_OVERVIEW.md): schema, code validity rate, text length and language
+Checks (the seed's list of quality checks): schema, code validity rate, text length and language
 (langdetect, on a seeded sample) distribution, reasoning present (stage 2+), preference-pair consistency
 (stage 3: chosen != rejected, chosen valid, rejected differs in codes), duplicate rate, PHI residue (the
 pattern rules of `thce.utils.phi`), and placeholders that replaced medical words (a PHI placeholder inside a
@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from thce.utils.config import QualityConfig
+from thce.utils.config import QualityConfig, StageConfig
 from thce.utils.errors import UserError
+from thce.utils.medical_chat_templates import answer_reasoning, parse_answer_codes
+from thce.utils.schemas import (
+    REQUIRED_FIELDS,
+    canonical_problem,
+    preference_problem,
+    record_kind,
+    trainer_row_problem,
+)
+from thce.utils.stage_layout import QUALITY_REPORT
 
-_ANSWER_LINE = re.compile(r"^\s*(ICD10|CPT|HCPCS)\s*:\s*(\S+)\s*$", re.MULTILINE)
 MIN_LANGUAGE_CHARS = 60
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -49,38 +55,29 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
                     raise UserError(f"{path}:{line_number}: malformed JSON ({err.msg})") from err
 
 
-def parse_answer_codes(answer: str) -> list[dict[str, str]]:
-    """`SYSTEM: CODE` lines of an assistant answer (the format of DESIGN.md section 3)."""
-    return [{"system": s, "code": c} for s, c in _ANSWER_LINE.findall(_THINK.sub("", answer))]
-
-
-def _reasoning_of(answer: str) -> str | None:
-    match = _THINK.search(answer)
-    return match.group(1).strip() if match else None
-
-
 def row_view(row: dict[str, Any]) -> dict[str, Any]:
     """One row, whatever its format, as {format, text, codes, reasoning, rejected_codes, rejected_reasoning}."""
-    if "prompt" in row:  # trainer-ready
+    kind = record_kind(row)
+    if kind.startswith("trainer"):
         text = next((m["content"] for m in row["prompt"] if m["role"] == "user"), "")
-        if "chosen" in row:
+        if kind == "trainer_preference":
             chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
             return {
                 "format": "trainer_preference",
                 "text": text,
                 "codes": parse_answer_codes(chosen),
-                "reasoning": _reasoning_of(chosen),
+                "reasoning": answer_reasoning(chosen),
                 "rejected_codes": parse_answer_codes(rejected),
-                "rejected_reasoning": _reasoning_of(rejected),
+                "rejected_reasoning": answer_reasoning(rejected),
             }
         answer = row["completion"][0]["content"]
         return {
             "format": "trainer_sft",
             "text": text,
             "codes": parse_answer_codes(answer),
-            "reasoning": _reasoning_of(answer),
+            "reasoning": answer_reasoning(answer),
         }
-    if "chosen" in row:
+    if kind == "preference":
         return {
             "format": "preference",
             "text": row["text"],
@@ -97,24 +94,29 @@ def row_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-REQUIRED = {
-    "canonical": ("id", "text", "codes"),
-    "preference": ("id", "text", "chosen", "rejected", "rejection_kind"),
-    "trainer_sft": ("prompt", "completion", "id", "source"),
-    "trainer_preference": ("prompt", "chosen", "rejected", "id", "source", "rejection_kind"),
+_VALIDATORS = {
+    "canonical": canonical_problem,
+    "preference": preference_problem,
+    "trainer_sft": trainer_row_problem,
+    "trainer_preference": trainer_row_problem,
 }
 
 
 def _schema_problem(row: dict[str, Any]) -> str | None:
+    """The record schemas' own validator (`thce.utils.schemas`), then: the answer must hold codes."""
     if not isinstance(row, dict):
         return "not an object"
+    kind = record_kind(row)
+    missing = [k for k in REQUIRED_FIELDS[kind] if k not in row]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    problem = _VALIDATORS[kind](row)
+    if problem:
+        return problem
     try:
         view = row_view(row)
     except (KeyError, IndexError, TypeError) as err:
         return f"unreadable record ({type(err).__name__}: {err})"
-    missing = [k for k in REQUIRED[view["format"]] if k not in row]
-    if missing:
-        return f"missing {', '.join(missing)}"
     if not isinstance(view["text"], str) or not view["text"].strip():
         return "empty text"
     if not view["codes"]:
@@ -312,6 +314,15 @@ def check_dataset(
         "failed": failed,
         "passed": not failed,
     }
+
+
+def quality_gate(config: StageConfig, directory: str | Path | None = None) -> dict[str, Any]:
+    """The check `thce collect` and `thce pipeline` run on a freshly collected stage: the stage's thresholds
+    over its `train.parquet`; the report is written beside it (`quality_report.json`)."""
+    directory = Path(directory) if directory is not None else config.layout.data_dir
+    report = check_dataset(directory / "train.parquet", config.stage, config.data.quality, config.seed)
+    (directory / QUALITY_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 def format_summary(report: dict[str, Any]) -> str:

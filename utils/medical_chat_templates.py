@@ -5,8 +5,17 @@ stages; a stage differs only in its default system message, which is prepended t
 Jinja `set` line so that a saved tokenizer carries it. Stage 3 (DPO) prefers one reasoning answer over
 another, so it shares stage 2's message.
 
+With retrieval (DESIGN.md section 9) the user turn is the note followed by a numbered list of candidate
+codes (`candidate_prompt`), in every stage, and the answer picks codes from it; the answer format is the same:
+
+    Patient with type 2 diabetes, no complications.
+
+    Candidates:
+    1. E11.9 Type 2 diabetes mellitus without complications
+    2. E11.65 Type 2 diabetes mellitus with hyperglycemia
+
 The assistant answer is the one format that training data, the output parser and the evaluator share
-(DESIGN.md section 3):
+(docs/data_contracts.md):
 
     <think>free-text reasoning</think>      <- stages 2 and 3 only
     ICD10: E11.9
@@ -16,10 +25,13 @@ The assistant answer is the one format that training data, the output parser and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from thce.utils.code_systems.registry import CODE_SYSTEMS
 
 SYSTEM_MESSAGES = {
     "stage_1": "You are a medical coding assistant. Convert clinical narratives to billing codes.",
@@ -33,7 +45,8 @@ END_OF_TURN = "<|im_end|>"
 # SmolLM2 ships pad = <|im_end|>: padding with the end-of-turn token lets collators mask it out of the
 # loss, and the model never learns to stop. <|endoftext|> (id 0) never occurs inside a conversation.
 PAD_TOKEN = "<|endoftext|>"
-CODE_SYSTEMS = ("ICD10", "CPT", "HCPCS")
+_ANSWER_LINE = re.compile(rf"^\s*({'|'.join(CODE_SYSTEMS)})\s*:\s*(\S+)\s*$", re.MULTILINE)
+_THINK_SPAN = re.compile(f"{re.escape(THINK_START)}(.*?){re.escape(THINK_END)}", re.DOTALL)
 
 
 @cache
@@ -92,10 +105,53 @@ def format_answer(codes: Iterable[Mapping[str, str]], reasoning: str | None = No
     return body
 
 
-def prompt_messages(text: str, template: str = "stage_1", system_message: str | None = None) -> list[dict]:
-    """The system + user turns for a clinical narrative (TRL's conversational `prompt`)."""
+def parse_answer_codes(answer: str) -> list[dict[str, str]]:
+    """The `SYSTEM: CODE` lines of a well-formed answer (training data; the model's own output goes
+    through the tolerant `thce.inference.output_parser`)."""
+    return [{"system": s, "code": c} for s, c in _ANSWER_LINE.findall(_THINK_SPAN.sub("", answer))]
+
+
+def answer_reasoning(answer: str) -> str | None:
+    """The `<think>` reasoning of a well-formed answer, or None."""
+    match = _THINK_SPAN.search(answer)
+    return match.group(1).strip() if match else None
+
+
+CANDIDATES_HEADER = "Candidates:"
+
+
+def _field(candidate: Any, name: str) -> str:
+    return str(candidate[name] if isinstance(candidate, Mapping) else getattr(candidate, name))
+
+
+def candidate_prompt(text: str, candidates: Sequence[Any] | None = None) -> str:
+    """The user turn: the note, then (when there are candidates) a blank line and the numbered list
+    `N. CODE description`. Candidates are retrieval `Candidate`s or mappings with `code` and `description`
+    (already trimmed by the retriever). The code comes right after `N. ` with a space before it, so it is
+    tokenised exactly as in the answer line `ICD10: CODE`, and copying it is one easy step."""
+    note = text.strip()
+    if not candidates:
+        return note
+    lines = [
+        f"{i}. {_field(c, 'code')} {' '.join(_field(c, 'description').split())}".rstrip()
+        for i, c in enumerate(candidates, 1)
+    ]
+    return f"{note}\n\n{CANDIDATES_HEADER}\n" + "\n".join(lines)
+
+
+def prompt_messages(
+    text: str,
+    template: str = "stage_1",
+    system_message: str | None = None,
+    candidates: Sequence[Any] | None = None,
+) -> list[dict]:
+    """The system + user turns for a clinical narrative (TRL's conversational `prompt`), with the
+    numbered candidate list when `candidates` are given (`candidate_prompt`)."""
     message = system_message if system_message is not None else SYSTEM_MESSAGES[template]
-    return [{"role": "system", "content": message}, {"role": "user", "content": text.strip()}]
+    return [
+        {"role": "system", "content": message},
+        {"role": "user", "content": candidate_prompt(text, candidates)},
+    ]
 
 
 def assistant_messages(codes: Iterable[Mapping[str, str]], reasoning: str | None = None) -> list[dict]:

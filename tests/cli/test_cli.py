@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,16 +45,14 @@ def test_there_are_verbs():
 
 
 @pytest.mark.parametrize("verb", [(), *VERBS], ids=lambda v: " ".join(v) or "root")
-def test_help_is_fast_and_exits_zero(verb):
-    # A fresh process each time: --help must not import torch.
-    start = time.perf_counter()
+def test_help_works_for_every_verb(verb):
+    # A fresh process each time, as a user runs it. How fast it is: scripts/bench_cli.py (a timing
+    # assertion fails on a loaded machine); that --help imports no torch: the test below.
     result = subprocess.run(
-        [sys.executable, "-m", "thce.cli", *verb, "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "thce.cli", *verb, "--help"], capture_output=True, text=True, timeout=60
     )
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
-    assert elapsed < 2.0, f"thce {' '.join(verb)} --help took {elapsed:.2f}s"
 
 
 def test_help_does_not_import_torch():

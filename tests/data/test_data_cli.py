@@ -88,5 +88,7 @@ def test_demo_configs_load():
     for stage in (1, 2, 3):
         config = load_config(REPO / "configs" / f"demo_stage_{stage}.yaml")
         assert config.data.output_dir == f"data/artefacts/demo_stage_{stage}_final"
-        assert config.data.sources[0].options["top_n"] == 100
+        # retrieval-augmented: the demo trains over the whole code set, with candidates in every prompt
+        assert "top_n" not in config.data.sources[0].options
+        assert config.retrieval.enabled and config.retrieval.k >= 5
         assert config.training["per_device_train_batch_size"] == 8

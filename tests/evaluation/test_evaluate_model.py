@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from thce.evaluation.compare import compare
 from thce.evaluation.evaluate_model import (
-    compare,
     evaluate,
     evaluate_baseline,
     load_eval_config,

@@ -27,16 +27,19 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
-def _generate(final: Path, text: str, max_new_tokens: int = 12) -> str:
+def _generate(final: Path, text: str, max_new_tokens: int = 12, stage: int | None = None) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from thce.utils.medical_chat_templates import prompt_messages
+    from thce.utils.medical_chat_templates import prepare_tokenizer, prompt_messages
 
     tokenizer = AutoTokenizer.from_pretrained(final)
     model = AutoModelForCausalLM.from_pretrained(final)
-    template = json.loads((final / "training_summary.json").read_text())["stage"]
+    if stage is None:
+        stage = json.loads((final / "training_summary.json").read_text())["stage"]
+    else:  # an untrained checkpoint: give it the stage's template as training would
+        prepare_tokenizer(tokenizer, f"stage_{stage}")
     inputs = tokenizer.apply_chat_template(
-        prompt_messages(text, f"stage_{template}"),
+        prompt_messages(text, f"stage_{stage}"),
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
@@ -65,7 +68,10 @@ def test_stage_1_learns_the_memorisation_set(tmp_path, tiny_model_dir):
     ):
         assert (final / name).is_file(), name
     assert "You are a medical coding assistant" in (final / "chat_template.jinja").read_text()
-    assert isinstance(_generate(final, "Essential hypertension, on lisinopril."), str)
+    # It learned how an answer opens ("ICD10:" starts 7 of the 8 answers); the untrained model does not.
+    note = "Essential hypertension, on lisinopril."
+    assert _generate(final, note).startswith("IC")
+    assert not _generate(tiny_model_dir, note, stage=1).startswith("IC")
 
 
 def test_stage_2_keeps_think_and_learns_to_open_with_it(tmp_path, tiny_model_dir):

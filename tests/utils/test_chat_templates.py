@@ -121,3 +121,45 @@ def test_format_answer():
 def test_unknown_template_is_rejected():
     with pytest.raises(ValueError, match="unknown chat template"):
         chat_template("stage_9")
+
+
+CANDIDATES = [
+    {"system": "ICD10", "code": "E11.9", "description": "Type 2 diabetes mellitus without complications"},
+    {"system": "ICD10", "code": "E11.65", "description": "Type 2 diabetes mellitus with  hyperglycemia"},
+    {"system": "ICD10", "code": "I10", "description": "Essential (primary) hypertension"},
+]
+
+
+@pytest.mark.parametrize("stage", ["stage_1", "stage_2"])
+def test_candidate_prompt_renders_byte_exactly(smollm2_tokenizer, stage):
+    special = REASONING_TOKENS if stage != "stage_1" else ()
+    prepare_tokenizer(smollm2_tokenizer, stage, special)
+    reasoning = None if stage == "stage_1" else "E11.9: no complication; not E11.65."
+    conversation = prompt_messages(f"  {NOTE}\n", stage, candidates=CANDIDATES) + assistant_messages(
+        CODES, reasoning
+    )
+    rendered = smollm2_tokenizer.apply_chat_template(conversation, tokenize=False)
+    answer = (
+        "<think>E11.9: no complication; not E11.65.</think>\n" if reasoning else ""
+    ) + "ICD10: E11.9\nICD10: I10"
+    assert rendered == (
+        f"<|im_start|>system\n{SYSTEM_MESSAGES[stage]}<|im_end|>\n"
+        "<|im_start|>user\n62M with T2DM and HTN, on metformin.\n\nCandidates:\n"
+        "1. E11.9 Type 2 diabetes mellitus without complications\n"
+        "2. E11.65 Type 2 diabetes mellitus with hyperglycemia\n"  # whitespace in a description collapsed
+        "3. I10 Essential (primary) hypertension<|im_end|>\n"
+        f"<|im_start|>assistant\n{answer}<|im_end|>\n"
+    )
+
+
+def test_candidate_code_tokens_match_the_answer_line(smollm2_tokenizer):
+    # The model copies a code from the list into its answer: the code's tokens are the same in both places.
+    content = prompt_messages(NOTE, candidates=CANDIDATES)[1]["content"]
+    for candidate in CANDIDATES:
+        code_tokens = smollm2_tokenizer(f" {candidate['code']}", add_special_tokens=False).input_ids
+        line = smollm2_tokenizer(content, add_special_tokens=False).input_ids
+        assert any(line[i : i + len(code_tokens)] == code_tokens for i in range(len(line)))
+
+
+def test_no_candidates_is_the_plain_note():
+    assert prompt_messages(NOTE, candidates=[])[1]["content"] == NOTE

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from thce.commands.options import JsonOption
+
 if TYPE_CHECKING:
     from thce.utils.code_validator import CodeCheck, RecordsReport, SearchHit
 
@@ -24,7 +26,6 @@ SystemOption = Annotated[
     str,
     typer.Option("--system", "-s", help="ICD10, CPT or HCPCS (aliases: ICD-10-CM, icd10cm, HCPCS2 ...)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 CptFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -7,13 +7,7 @@ from typing import Annotated
 
 import typer
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Stage config YAML (configs/stage_N.yaml).")
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-]
+from thce.commands.options import SetOption, StageConfigOption
 
 
 def _load(config: Path, overrides: list[str] | None):
@@ -23,7 +17,7 @@ def _load(config: Path, overrides: list[str] | None):
 
 
 def generate(
-    config: ConfigOption,
+    config: StageConfigOption,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="JSONL to write (default data/raw/stage_N_synthetic.jsonl)."),
@@ -66,7 +60,7 @@ def generate(
 
 
 def collect(
-    config: ConfigOption,
+    config: StageConfigOption,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Default: the config's data.output_dir.")
     ] = None,
@@ -79,26 +73,16 @@ def collect(
     overrides: SetOption = None,
 ) -> None:
     """Read, preprocess, split and shuffle the config's sources into data/artefacts/stage_N_final/."""
-    import json
-
     from thce.data.data_collection import collect as run_collect
     from thce.data.data_collection import push_to_hub as upload
-    from thce.utils.data_quality import check_dataset, format_summary
+    from thce.utils.data_quality import format_summary, quality_gate
 
     stage_config = _load(config, overrides)
     result = run_collect(stage_config, output_dir)
     splits = result.metadata["splits"]
     typer.echo(f"wrote {result.output_dir}: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
     if not skip_quality:
-        report = check_dataset(
-            result.output_dir / "train.parquet",
-            stage_config.stage,
-            stage_config.data.quality,
-            stage_config.seed,
-        )
-        (result.output_dir / "quality_report.json").write_text(
-            json.dumps(report, indent=2) + "\n", encoding="utf-8"
-        )
+        report = quality_gate(stage_config, result.output_dir)
         typer.echo(format_summary(report))
         if not report["passed"]:
             raise typer.Exit(1)
@@ -107,7 +91,7 @@ def collect(
 
 
 def preprocess(
-    config: ConfigOption,
+    config: StageConfigOption,
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Canonical or preference JSONL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL to write.")],
     output_format: Annotated[
@@ -117,56 +101,10 @@ def preprocess(
     overrides: SetOption = None,
 ) -> None:
     """Normalise, PHI-scrub, validate codes and chat-format one JSONL file (what collect does per source)."""
-    import json
-    import os
-    from collections import Counter
+    from thce.data.preprocess_medical import preprocess_file
 
-    from thce.data.preprocess_medical import Preprocessor, log_invalid, to_trainer_row
-    from thce.data.sources import read_source
-    from thce.utils.config import SourceConfig
-    from thce.utils.errors import UserError
-
-    if output_format not in ("chat", "canonical"):
-        raise UserError(f"--format must be 'chat' or 'canonical', got {output_format!r}")
-    if not input_path.is_file():
-        raise UserError(f"--input: no such file: {input_path}")
-    stage_config = _load(config, overrides)
-    preprocessor = Preprocessor(stage_config.data.preprocess, stage_config.stage)
-    source = SourceConfig(kind="jsonl", path=str(input_path))
-    shown: Counter[str] = Counter()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    kept = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            batch = []
-            items = read_source(source, 0, stage_config.seed)
-            for item in [*items, None]:
-                if item is not None:
-                    batch.append(item)
-                if batch and (item is None or len(batch) >= 256):
-                    results = preprocessor.process_batch([b.record for b in batch])
-                    for b, result in zip(batch, results, strict=True):
-                        log_invalid(b.location, result.invalid, shown, str(input_path))
-                        if result.record is None:
-                            continue
-                        row = (
-                            to_trainer_row(
-                                result.record,
-                                stage_config.stage,
-                                stage_config.chat.template,
-                                stage_config.chat.system_message,
-                            )
-                            if output_format == "chat"
-                            else result.record
-                        )
-                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                        kept += 1
-                    batch = []
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-    typer.echo(f"wrote {kept} records to {output} ({dict(preprocessor.counts)})")
+    kept, counts = preprocess_file(_load(config, overrides), input_path, output, output_format)
+    typer.echo(f"wrote {kept} records to {output} ({counts})")
 
 
 def quality(

@@ -5,16 +5,8 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from thce.commands.options import DEFAULT_MODEL, EvalConfigOption, ModelOption, SetOption
 
-ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="A stage's final/ directory, a checkpoint, or the base model id.")
-]
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Eval config (configs/eval.yaml).")]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override an eval config key: --set batch_size=16 (repeatable)."),
-]
 DatasetOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -51,59 +43,29 @@ def predict(
 ) -> None:
     """Predict codes: prints the seed's JSON ({"code", "reasoning", "confidence"} plus "codes")."""
     import json
-    import os
-    import tempfile
 
+    from thce.inference.predict_records import predict_records, read_text_records, write_predictions
     from thce.inference.predictor import Predictor
-    from thce.utils.errors import UserError
 
-    records = []
-    if input_file is not None:
-        if not input_file.is_file():
-            raise UserError(f"input file {input_file} does not exist")
-        for number, line in enumerate(input_file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{input_file}, line {number}: not valid JSON ({err.msg})") from err
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("text"), str)
-                or not record["text"].strip()
-            ):
-                raise UserError(f"{input_file}, line {number}: field 'text' is missing or empty")
-            records.append(record)
-    records += [{"text": text} for text in texts or []]
-    if not records:
-        raise UserError("nothing to predict: give text arguments or --input records.jsonl")
+    records = read_text_records(input_file, texts or [])
     predictor = Predictor(
         model, precision, constrain, force_format=force_format, batch_size=batch_size,
         max_new_tokens=max_new_tokens, num_beams=num_beams,
     )  # fmt: skip
     with _progress_bar(len(records), "predicting") as bar:
-        results = predictor.predict([r["text"] for r in records], progress=bar.update)
-    lines = []
-    for record, result in zip(records, results, strict=True):
-        result.pop("raw", None) if output is None else None
-        lines.append({"id": record.get("id"), **result} if "id" in record else result)
+        lines = predict_records(predictor, records, keep_raw=output is not None, progress=bar.update)
     if output is None:
         for line in lines:
             typer.echo(json.dumps(line, indent=2 if len(lines) == 1 else None, ensure_ascii=False))
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
-        for line in lines:
-            tmp.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp.name, output)
+    write_predictions(lines, output)
     typer.echo(f"wrote {len(lines)} predictions to {output}")
 
 
 def evaluate(
     model: ModelOption = DEFAULT_MODEL,
     dataset: DatasetOption = None,
-    config: ConfigOption = None,
+    config: EvalConfigOption = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Results JSON (default results/stage_N_eval.json).")
     ] = None,
@@ -111,13 +73,11 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Only the first N records of each dataset.")] = None,
 ) -> None:
     """Evaluate a model: results JSON, predictions.jsonl, Markdown report and plots."""
-    from thce.evaluation.evaluate_model import _load_datasets, load_eval_config
     from thce.evaluation.evaluate_model import evaluate as run_evaluation
+    from thce.evaluation.evaluate_model import load_eval_config
 
     settings = load_eval_config(config, overrides or [], limit=limit)
-    records, _ = _load_datasets(dataset or None, model, settings)
-    with _progress_bar(len(records), "evaluating") as bar:
-        results = run_evaluation(model, dataset or None, output, config=settings, progress=bar.update)
+    results = run_evaluation(model, dataset or None, output, config=settings, show_progress=True)
     _print_summary(results)
 
 
@@ -128,7 +88,7 @@ def baseline(
         Path | None,
         typer.Option("--train", help="Training data for most_frequent (records JSONL or parquet)."),
     ] = None,
-    config: ConfigOption = None,
+    config: EvalConfigOption = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Results JSON (default results/baseline_METHOD_eval.json)."),
@@ -153,7 +113,7 @@ def compare(
     ] = None,
 ) -> None:
     """Compare two results files on their common examples (paired bootstrap, McNemar)."""
-    from thce.evaluation.evaluate_model import compare as run_compare
+    from thce.evaluation.compare import compare as run_compare
 
     typer.echo(run_compare(a, b, output)["markdown"])
 

@@ -4,9 +4,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Inspect the base model THCE trains (the embedded SmolLM2-135M-Instruct by default).")
+from thce.commands.options import DEFAULT_MODEL, JsonOption
 
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+app = typer.Typer(help="Inspect the base model THCE trains (the embedded SmolLM2-135M-Instruct by default).")
 
 
 @app.command("info")
@@ -14,7 +14,7 @@ def info(
     name_or_path: Annotated[
         str, typer.Argument(help="A local checkpoint, a hub id in the local cache, or the embedded default.")
     ] = DEFAULT_MODEL,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Resolve a model with no network and print where it came from, its size and parameter count."""
     import json

@@ -5,16 +5,11 @@ from typing import Annotated
 
 import typer
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Stage YAML, e.g. configs/stage_1.yaml.")]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
-]
-ForceOption = Annotated[bool, typer.Option("--force", help="Discard earlier outputs and start over.")]
+from thce.commands.options import ForceOption, SetOption, StageConfigOption
 
 
 def train(
-    config: ConfigOption,
+    config: StageConfigOption,
     overrides: SetOption = None,
     resume: Annotated[
         bool | None,

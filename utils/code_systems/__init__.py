@@ -12,14 +12,18 @@ from thce.utils.code_systems.base import (
     SearchHit,
 )
 from thce.utils.code_systems.registry import (
+    CODE_SYSTEMS,
     available_systems,
     clear_code_system_cache,
     get_code_system,
+    normalise_code_format,
+    normalise_system,
     register_code_system,
     resolve_system_name,
 )
 
 __all__ = [
+    "CODE_SYSTEMS",
     "CodeCheck",
     "CodeDetails",
     "CodeNote",
@@ -29,6 +33,8 @@ __all__ = [
     "available_systems",
     "clear_code_system_cache",
     "get_code_system",
+    "normalise_code_format",
+    "normalise_system",
     "register_code_system",
     "resolve_system_name",
 ]

@@ -23,6 +23,9 @@ BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "HCPCS": ("thce.utils.code_systems.hcpcs:HCPCS", ("HCPCS", "HCPCS2", "HCPCS-II", "HCPCS Level II")),
 }
+# The built-in systems' canonical names: the `system` of every code reference in THCE's records.
+CODE_SYSTEMS: tuple[str, ...] = tuple(BUILTIN)
+_ICD10_SHAPE = re.compile(r"^[A-Z]\d[0-9A-Z](?:[0-9A-Z]{1,4})?$")
 
 _factories: dict[str, Callable[..., CodeSystem]] = {}
 _aliases: dict[str, str] = {}
@@ -63,13 +66,32 @@ def available_systems() -> list[str]:
 
 def resolve_system_name(name: object) -> str:
     """Canonical name for any accepted spelling ("icd-10-cm" -> "ICD10"); `UserError` if unknown."""
-    canonical = _aliases.get(_alias_key(name)) if isinstance(name, str) else None
+    canonical = normalise_system(name)
     if canonical is None:
         raise UserError(
             f"unknown code system {echo(name)!r}: use one of {', '.join(available_systems())} "
             "(spellings such as ICD-10-CM, icd10cm, CPT4 and HCPCS2 are accepted too)"
         )
     return canonical
+
+
+def normalise_system(name: object) -> str | None:
+    """Canonical name for any accepted spelling ("ICD-10-CM", "HCPCS Level II"), or None when unknown."""
+    return _aliases.get(_alias_key(name)) if isinstance(name, str) else None
+
+
+def normalise_code_format(code: str, system: str) -> str:
+    """Upper-case, strip punctuation around the code, and put the ICD-10-CM dot after the third character.
+
+    A format normalisation only (what the output parser and the metrics compare); whether the code exists
+    is the code system's question (`CodeSystem.normalise`, `validate`).
+    """
+    code = code.strip().strip(".,;:()[]{}'\"`").upper()
+    if system == "ICD10":
+        bare = code.replace(".", "")
+        if _ICD10_SHAPE.match(bare):
+            return bare if len(bare) == 3 else f"{bare[:3]}.{bare[3:]}"
+    return code
 
 
 def get_code_system(name: str, code_file: str | Path | None = None) -> CodeSystem:
