@@ -3,8 +3,9 @@
 Every baseline maps texts to predictions of the predictor's shape (`codes` with `valid`, `confidence`,
 and ranked `candidates` for top-k):
 - `random`: a billable ICD-10-CM code drawn uniformly (seeded).
-- `keyword`: BM25 over billable codes' descriptions and inclusion terms: the validator's search, the one
-  behind `thce codes search`; the top hit is the answer, the next hits rank the candidates.
+- `keyword`: the candidate retriever's top-1 (`thce.retrieval`: the note split into mentions, abbreviations
+  and lay words expanded, each mention searched with the BM25 behind `thce codes search`, the lists fused);
+  the next candidates rank the top-k. A candidate-aware model must beat the list it chooses from.
 - `most_frequent`: the most frequent first code of the training data, for every input.
 - `rule_based`: `RULES`, a small table of high-frequency conditions and their abbreviations, each a
   regular expression mapped to one billable code; every rule that matches contributes its code, in
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from thce.utils.config import RetrievalConfig
 from thce.utils.errors import UserError
 
 Method = Literal["random", "keyword", "most_frequent", "rule_based"]
@@ -141,12 +143,26 @@ def random_baseline(texts: Sequence[str], seed: int = 42, top_k: int = 5) -> lis
     return results
 
 
-def keyword_baseline(texts: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
-    """The best BM25 hit per text; confidence = its share of the top-k scores."""
-    from thce.utils.code_validator import search_codes_many
+def keyword_baseline(
+    texts: Sequence[str],
+    top_k: int = 5,
+    retrieval: RetrievalConfig | None = None,
+    candidates: Sequence[Sequence[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The retriever's best candidate per text; confidence = its share of the top-k fused scores.
 
+    `candidates` (one best-first list of `Candidate` per text) reuses a retrieval already run (the
+    evaluator's, which also reports recall@k); otherwise the retriever of `retrieval` (default settings
+    when None) runs here."""
+    if candidates is None:
+        from thce.retrieval import get_retriever
+
+        candidates = get_retriever(retrieval or RetrievalConfig()).retrieve_batch(
+            list(texts), k=max(top_k, 1)
+        )
     results = []
-    for hits in search_codes_many(list(texts), "ICD10", top=max(top_k, 1)):
+    for ranked in candidates:
+        hits = list(ranked)[: max(top_k, 1)]
         if not hits:
             results.append(_prediction([]))
             continue
@@ -197,12 +213,14 @@ def run_baseline(
     training_codes: Sequence[str] | None = None,
     seed: int = 42,
     top_k: int = 5,
+    retrieval: RetrievalConfig | None = None,
+    candidates: Sequence[Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Predictions of one baseline for `texts`."""
+    """Predictions of one baseline for `texts` (`retrieval`/`candidates`: see `keyword_baseline`)."""
     if method == "random":
         return random_baseline(texts, seed, top_k)
     if method == "keyword":
-        return keyword_baseline(texts, top_k)
+        return keyword_baseline(texts, top_k, retrieval, candidates)
     if method == "most_frequent":
         return most_frequent_baseline(texts, training_codes or [], top_k)
     if method == "rule_based":

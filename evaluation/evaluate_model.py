@@ -250,8 +250,10 @@ def build_results(
     inference: Mapping[str, Any],
     timing: Mapping[str, float],
     baselines: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    retrieval: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The results dict (module docstring) from scored examples, with CIs and baseline comparisons."""
+    """The results dict (module docstring) from scored examples, with CIs, baseline comparisons and the
+    retriever's figures (`run_retriever`)."""
     from thce import __version__
     from thce.evaluation import error_analysis, metrics, significance
 
@@ -270,6 +272,12 @@ def build_results(
         baseline_metrics.pop("reliability")
         compared[name] = {
             "metrics": baseline_metrics,
+            "splits": {
+                str(split): metrics.aggregate(
+                    [b for b, row in zip(baseline_stats, rows, strict=True) if row["split"] == split], k
+                )["exact_match"]
+                for split in dict.fromkeys(row["split"] for row in rows)
+            },
             "paired_bootstrap": significance.paired_bootstrap_difference(
                 arrays, significance.stat_arrays(baseline_stats), config.bootstrap_resamples, config.seed
             ),
@@ -298,6 +306,7 @@ def build_results(
         "error_examples": error_analysis.examples_by_category(rows),
         "frequencies": metrics.code_frequencies(stats),
         "baselines": compared,
+        "retrieval": dict(retrieval) if retrieval is not None else None,
         "timing": dict(timing),
         "per_example": [_compact(s, row) for s, row in zip(stats, rows, strict=True)],
     }
@@ -368,10 +377,13 @@ def _load_datasets(
 
 
 def run_baselines(
-    records: Sequence[Mapping[str, Any]], config: EvalConfig, model: str | Path | None = None
+    records: Sequence[Mapping[str, Any]],
+    config: EvalConfig,
+    model: str | Path | None = None,
+    candidates: Sequence[Sequence[Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Each configured baseline's per-example statistics on `records` (most_frequent is skipped, with a
-    warning, when no training data is found)."""
+    warning, when no training data is found). `candidates`: the retriever's lists, reused by `keyword`."""
     from thce.evaluation.baseline import load_training_codes, run_baseline
 
     texts = [r["text"] for r in records]
@@ -385,10 +397,43 @@ def run_baselines(
                 continue
             training_codes = load_training_codes(train)
         predictions = run_baseline(
-            method, texts, training_codes=training_codes, seed=config.seed, top_k=config.top_k
-        )
+            method, texts, training_codes=training_codes, seed=config.seed, top_k=config.top_k,
+            retrieval=config.retrieval, candidates=candidates,
+        )  # fmt: skip
         scored[method] = score_predictions(records, predictions, config.top_k)[0]
     return scored
+
+
+RECALL_KS = (1, 5, 10, 20)
+
+
+def run_retriever(
+    records: Sequence[Mapping[str, Any]], retrieval: RetrievalConfig
+) -> tuple[list[list[Any]], dict[str, Any]]:
+    """The retriever's candidates for every record (best first, at least 20) and its figures: recall@1/5/
+    10/20 and @k, the top-1 exact match (the keyword baseline), ms per note, overall and per split. The
+    recall is the ceiling of a model that picks among the candidates."""
+    from thce.retrieval import get_retriever
+    from thce.retrieval.recall import gold_codes, recall_at_k
+
+    ks = tuple(sorted({*RECALL_KS, retrieval.k}))
+    retriever = get_retriever(retrieval)
+    retriever.retrieve("")  # builds the index outside the timing
+    started = time.perf_counter()
+    candidates = retriever.retrieve_batch([r["text"] for r in records], k=max(ks))
+    elapsed = time.perf_counter() - started
+    golds = [gold_codes(r, retrieval.system) for r in records]
+    figures: dict[str, Any] = {"k": retrieval.k, **recall_at_k(golds, candidates, ks)}
+    figures["recall_at_k"] = figures[f"recall@{retrieval.k}"]
+    figures["ms_per_note"] = 1000 * elapsed / max(len(records), 1)
+    figures["config"] = dataclasses.asdict(retrieval)
+    figures["splits"] = {}
+    for split in dict.fromkeys(r.get("_split") for r in records):
+        chosen = [i for i, r in enumerate(records) if r.get("_split") == split]
+        figures["splits"][str(split)] = recall_at_k(
+            [golds[i] for i in chosen], [candidates[i] for i in chosen], ks
+        )
+    return candidates, figures
 
 
 def _default_train_data(model: str | Path | None) -> Path | None:
@@ -460,7 +505,12 @@ def evaluate(
         predictions = predictor.predict([r["text"] for r in records], progress=progress)
     predicted = time.perf_counter()
     stats, rows = score_predictions(records, predictions, config.top_k)
-    baselines = run_baselines(records, config, model)
+    # The retriever the model reads from (a checkpoint's own settings), else the eval config's.
+    retrieval_config = getattr(predictor, "retrieval", None) or config.retrieval
+    candidates, retriever_figures = run_retriever(records, retrieval_config)
+    baselines = run_baselines(
+        records, dataclasses.replace(config, retrieval=retrieval_config), model, candidates
+    )
     timing = {
         "load_seconds": loaded - started,
         "predict_seconds": predicted - loaded,
@@ -468,7 +518,7 @@ def evaluate(
     }
     results = build_results(
         stats, rows, config, model=str(model), datasets=datasets, inference=predictor.describe(),
-        timing=timing, baselines=baselines,
+        timing=timing, baselines=baselines, retrieval=retriever_figures,
     )  # fmt: skip
     results["timing"]["total_seconds"] = time.perf_counter() - started
     return write_results(results, rows, output or default_output(model), report=config.report)
@@ -506,13 +556,16 @@ def evaluate_baseline(
         training_codes=training_codes,
         seed=config.seed,
         top_k=config.top_k,
+        retrieval=config.retrieval,
     )
     elapsed = time.perf_counter() - started
     stats, rows = score_predictions(records, predictions, config.top_k)
     config = dataclasses.replace(config, baselines=[])
+    retrieval = run_retriever(records, config.retrieval)[1] if method == "keyword" else None
     results = build_results(
         stats, rows, config, model=f"baseline:{method}", datasets=datasets, inference={"baseline": method},
         timing={"predict_seconds": elapsed, "examples_per_second": len(records) / max(elapsed, 1e-9)},
+        retrieval=retrieval,
     )  # fmt: skip
     return write_results(
         results, rows, output or Path("results") / f"baseline_{method}_eval.json", config.report

@@ -152,13 +152,19 @@ def markdown_report(results: Mapping[str, Any], plots: Mapping[str, str] | None 
                 f"({100 * diff['ci'][0]:+.1f} – {100 * diff['ci'][1]:+.1f}) | {test['p_value']:.3g} | "
                 f"{test['only_a']} | {test['only_b']} |"
             )
+    lines += _retriever_lines(results)
     if len(results.get("splits", {})) > 1:
-        lines += ["", "## Per split", "", "| split | n | exact | category | F1 micro | validity |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        keyword = results.get("baselines", {}).get("keyword", {}).get("splits", {})
+        recall = (results.get("retrieval") or {}).get("splits", {})
+        k = (results.get("retrieval") or {}).get("k")
+        lines += ["", "## Per split", "",
+                  f"| split | n | exact | keyword exact | retriever recall@{k} | category | F1 micro | validity |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, split in results["splits"].items():
             lines.append(
-                f"| {name} | {split['n_examples']} | {_pct(split['exact_match'])} | "
-                f"{_pct(split['category_match'])} | {_pct(split['f1_micro'])} | {_pct(split['validity_rate'])} |"
+                f"| {name} | {split['n_examples']} | {_pct(split['exact_match'])} | {_pct(keyword.get(name))} | "
+                f"{_pct(recall.get(name, {}).get(f'recall@{k}'))} | {_pct(split['category_match'])} | "
+                f"{_pct(split['f1_micro'])} | {_pct(split['validity_rate'])} |"
             )
     lines += ["", "## Per code system", "", "| system | precision | recall | F1 | gold codes | predicted |",
               "|---|---|---|---|---|---|"]  # fmt: skip
@@ -189,6 +195,29 @@ def markdown_report(results: Mapping[str, Any], plots: Mapping[str, str] | None 
         lines += ["", "## Plots", ""]
         lines += [f"![{name}](plots/{file})" for name, file in plots.items()]
     return "\n".join(lines) + "\n"
+
+
+def _retriever_lines(results: Mapping[str, Any]) -> list[str]:
+    """The retriever's recall@k (the ceiling of a model choosing among its candidates) and top-1."""
+    retrieval = results.get("retrieval")
+    if not retrieval:
+        return []
+    ks = sorted(int(key.split("@")[1]) for key in retrieval if key.startswith("recall@"))
+    lines = ["", "## Retriever (candidates from the whole code set)", "",
+             f"k = {retrieval['k']} candidates per note; {retrieval['ms_per_note']:.1f} ms per note. "
+             "Recall@k is the share of gold codes among a note's first k candidates; top-1 is the keyword "
+             "baseline's exact match.", "",
+             "| split | n | " + " | ".join(f"recall@{k}" for k in ks) + " | top-1 exact |",
+             "|---|---|" + "---|" * (len(ks) + 1)]  # fmt: skip
+    rows = (
+        {"all": retrieval, **retrieval.get("splits", {})}
+        if len(retrieval.get("splits", {})) > 1
+        else {"all": retrieval}
+    )
+    for name, row in rows.items():
+        cells = " | ".join(_pct(row.get(f"recall@{k}")) for k in ks)
+        lines.append(f"| {name} | {row['notes']} | {cells} | {_pct(row['top1_exact'])} |")
+    return lines
 
 
 def _settings(inference: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ Depends on thce.utils only. The `retrieval:` config section is `thce.utils.confi
 """
 
 from thce.retrieval.abbreviations import ABBREVIATIONS, expand_abbreviations
+from thce.retrieval.lay_terms import LAY_TERMS, add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.retrieval.retriever import (
     Candidate,
@@ -19,9 +20,11 @@ from thce.utils.config import RetrievalConfig
 
 __all__ = [
     "ABBREVIATIONS",
+    "LAY_TERMS",
     "Candidate",
     "RetrievalConfig",
     "Retriever",
+    "add_lay_terms",
     "expand_abbreviations",
     "get_retriever",
     "reciprocal_rank_fusion",

@@ -48,7 +48,7 @@ ABBREVIATIONS: dict[str, str] = {
     "init": "initial encounter",
     "subsq": "subsequent encounter",
     # -- cardiovascular ----------------------------------------------------------------------------------
-    "htn": "hypertension",
+    "htn": "essential hypertension",  # hypertension NOS is coded as essential (I10)
     "hld": "hyperlipidemia",
     "chf": "congestive heart failure",
     "hfref": "systolic heart failure",

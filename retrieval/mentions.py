@@ -2,7 +2,8 @@
 
 A note names several conditions ("Assessment: 1. HTN 2. DM2 w/ CKD 3; GERD"); searching the whole note
 at once lets the longest mention drown the others. A mention is a line, a list item (bulleted, or
-numbered on its own line or inline "1. ... 2. ..."), a sentence, or a `;`-separated phrase. Commas do
+numbered on its own line or inline "1. ... 2. ..."), a sentence, a `;`-separated phrase, or a clause
+cut at a narrative connector ("... with a history of X presents with Y"). Commas do
 not split: "heart attack, front wall, 2 days ago" is one diagnosis. Section labels ("Assessment:",
 "Dx:", "PMH:") are dropped; other "X: Y" lines stay whole ("Hypertension: stable").
 """
@@ -10,6 +11,7 @@ not split: "heart attack, front wall, 2 days ago" is one diagnosis. Section labe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # Section labels that name no condition: dropped where they open a line or a mention.
 SECTION_LABELS = (
@@ -18,7 +20,7 @@ SECTION_LABELS = (
     "admitting diagnosis|primary diagnosis|secondary diagnoses|secondary diagnosis|problem list|problems|"
     "active problems|pmh|past medical history|medical history|history|hpi|history of present illness|"
     "chief complaint|cc|reason for visit|reason for referral|indication|clinical indication|findings|"
-    "conclusion|summary|note|s|o|a|p"
+    "conclusion|summary|note|imp|also|s|o|a|p"
 )
 _LABEL = re.compile(rf"^\s*(?:{SECTION_LABELS})(?:\s*:|\s+[-–—])\s*", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•·‣▪◦]+|\(?#?\d{1,2}[.)]|\(?[a-z][.)](?=\s))\s*", re.IGNORECASE)
@@ -28,8 +30,17 @@ _NOT_AN_END = re.compile(
     r"(?:\b(?:dr|mr|mrs|ms|st|vs|approx|e\.g|i\.e|etc|no|pt|hx|fig|wk|wks|yr|yrs|mo|mos)|\b[A-Z])\.$",
     re.IGNORECASE,
 )
+# Phrases that join two conditions in narrative ("... with a history of X presents with Y"): cut before
+# them, so the clause keeps its "history of" (which decides Z87/I25.2-type codes).
+_CONNECTOR = re.compile(
+    r"(?=\b(?:with (?:a |known )?(?:past )?(?:medical )?history of|w/ (?:hx|h/o) of|w/ hx|"
+    r"presents? (?:with|for)|is seen (?:today )?for|here (?:today )?for|comes? in for(?: evaluation of)?|"
+    r"(?:was )?admitted (?:with|for)|complains? of|c/o|reports)\b)",
+    re.IGNORECASE,
+)
 _INLINE_NUMBER = re.compile(r"(?:^|(?<=\s))(\d{1,2})[.)]\s+")
 MIN_MENTION_CHARS = 2  # "MI", "OA" are diagnoses
+_LETTERS = re.compile(r"[^\W\d_]{2}")  # a mention has two letters in a row ("w/" alone is not one)
 
 
 def _inline_items(line: str) -> list[str]:
@@ -74,24 +85,27 @@ def _clean(mention: str) -> str:
     return mention.strip(" \t.,:;-–—")
 
 
-def split_mentions(text: str) -> list[str]:
-    """The note's diagnosis mentions, in order, without duplicates (compared ignoring case); the whole
-    (stripped) text when no piece is long enough; none without a letter. Pure and fast: runs once per note per retrieval."""
-    mentions: list[str] = []
-    seen: set[str] = set()
+def _pieces(text: str) -> Iterator[str]:
+    """Lines, then list items, then `;` phrases, then sentences, then clauses at narrative connectors."""
     for line in text.splitlines():
         for item in _inline_items(_LABEL.sub("", line)):
             for phrase in item.split(";"):
                 for sentence in _sentences(phrase):
-                    mention = _clean(sentence)
-                    key = mention.lower()
-                    if (
-                        len(mention) >= MIN_MENTION_CHARS
-                        and any(c.isalpha() for c in mention)
-                        and key not in seen
-                    ):
-                        seen.add(key)
-                        mentions.append(mention)
-    if not mentions and any(c.isalpha() for c in text):
+                    yield from _CONNECTOR.split(sentence)
+
+
+def split_mentions(text: str) -> list[str]:
+    """The note's diagnosis mentions, in order, without duplicates (compared ignoring case); the whole
+    (stripped) text when no piece is long enough; none without two letters in a row. Pure and fast (runs once per
+    note per retrieval)."""
+    mentions: list[str] = []
+    seen: set[str] = set()
+    for piece in _pieces(text):
+        mention = _clean(piece)
+        key = mention.lower()
+        if len(mention) >= MIN_MENTION_CHARS and _LETTERS.search(mention) and key not in seen:
+            seen.add(key)
+            mentions.append(mention)
+    if not mentions and _LETTERS.search(text):
         mentions.append(text.strip())
     return mentions

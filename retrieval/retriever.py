@@ -1,6 +1,7 @@
 """The retriever: a note in, the k most likely billable codes out, best first.
 
-Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`),
+Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`)
+and add the tabular list's words after lay phrases (`lay_terms.py`),
 search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
 batch in one call), then fuse the mentions' ranked lists by reciprocal rank: a code scores
 sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from thce.retrieval.abbreviations import expand_abbreviations
+from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.utils.config import RetrievalConfig
 
@@ -60,14 +62,19 @@ def trim_description(description: str, max_chars: int) -> str:
     return " ".join([*head, "...", *tail]) if head else description[: max_chars - 3] + "..."
 
 
-def reciprocal_rank_fusion(ranked_lists: Sequence[Sequence[str]], c: int) -> list[tuple[str, float]]:
-    """Items of several best-first lists, ranked by sum of 1 / (c + rank) (rank from 1); ties keep the
-    order of first appearance."""
-    scores: dict[str, float] = {}
+def reciprocal_rank_fusion(
+    ranked_lists: Sequence[Sequence[tuple[str, float]]], c: int
+) -> list[tuple[str, float]]:
+    """Items of several best-first lists of (item, score), ranked by sum of 1 / (c + rank) (rank from 1).
+    Ties (every list's best item scores the same) are broken by the item's best own score, so the
+    strongest match of all the lists comes first."""
+    fused: dict[str, float] = {}
+    best: dict[str, float] = {}
     for ranked in ranked_lists:
-        for rank, item in enumerate(ranked, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (c + rank)
-    return sorted(scores.items(), key=lambda pair: -pair[1])
+        for rank, (item, score) in enumerate(ranked, 1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (c + rank)
+            best[item] = max(best.get(item, score), score)
+    return sorted(fused.items(), key=lambda pair: (-pair[1], -best[pair[0]]))
 
 
 class Retriever:
@@ -85,6 +92,8 @@ class Retriever:
         mentions = split_mentions(text) if self.config.split_mentions else [text]
         if self.config.expand_abbreviations:
             mentions = [expand_abbreviations(mention) for mention in mentions]
+        if self.config.expand_lay_terms:
+            mentions = [add_lay_terms(mention) for mention in mentions]
         return mentions
 
     def retrieve(self, text: str, k: int | None = None) -> list[Candidate]:
@@ -117,7 +126,7 @@ class Retriever:
         results = []
         position = 0
         for queries in per_note:
-            lists = [[hit.code for hit in hits[position + i]] for i in range(len(queries))]
+            lists = [[(hit.code, hit.score) for hit in hits[position + i]] for i in range(len(queries))]
             position += len(queries)
             fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
             results.append(

@@ -55,6 +55,18 @@ def test_evaluate_writes_everything(tiny_checkpoint, tmp_path):
     assert len(rows) == 8 and all(row["error_category"] for row in rows)
     report = (side / "report.md").read_text()
     assert "## Headline metrics" in report and "keyword" in report
+    # The retriever's figures sit beside the model's: recall@k overall and per split, and its top-1 is
+    # exactly what the keyword baseline scored.
+    retrieval = on_disk["retrieval"]
+    assert (
+        retrieval["k"] == 10
+        and 0 < retrieval["recall@1"] <= retrieval["recall@10"] <= retrieval["recall@20"] <= 1
+    )
+    assert retrieval["recall_at_k"] == retrieval["recall@10"] and retrieval["notes"] == 8
+    assert set(retrieval["splits"]) == {"eval_records"}
+    assert retrieval["top1_exact"] == on_disk["baselines"]["keyword"]["metrics"]["exact_match"]
+    assert on_disk["baselines"]["keyword"]["splits"] == {"eval_records": retrieval["top1_exact"]}
+    assert "## Retriever" in report and "recall@10" in report
     for name in ("accuracy_per_chapter", "error_categories", "calibration"):
         assert (side / "plots" / f"{name}.png").stat().st_size > 5000
     assert results["metrics"] == on_disk["metrics"]

@@ -5,8 +5,11 @@ import pytest
 import yaml
 
 from thce.retrieval import (
+    ABBREVIATIONS,
+    LAY_TERMS,
     Candidate,
     RetrievalConfig,
+    add_lay_terms,
     expand_abbreviations,
     get_retriever,
     reciprocal_rank_fusion,
@@ -31,6 +34,15 @@ from thce.utils.errors import UserError
         ("Dx: A-fib", ["A-fib"]),
         ("HTN. Htn.", ["HTN"]),
         ("Dx: MI; OA", ["MI", "OA"]),
+        (
+            "54 y/o M w/ hx of A-fib here for knee pain. Labs reviewed.",
+            ["w/ hx of A-fib", "here for knee pain", "Labs reviewed"],
+        ),
+        (
+            "67-year-old woman with a history of gout is seen today for cellulitis",
+            ["67-year-old woman", "with a history of gout", "is seen today for cellulitis"],
+        ),
+        ("Hx of MI", ["Hx of MI"]),
         ("", []),
         ("  \n ; 12.", []),
     ],
@@ -42,8 +54,8 @@ def test_split_mentions(text, mentions):
 @pytest.mark.parametrize(
     ("text", "expanded"),
     [
-        ("HTN", "hypertension"),
-        ("htn, DM2", "hypertension, type 2 diabetes mellitus"),
+        ("HTN", "essential hypertension"),
+        ("htn, DM2", "essential hypertension, type 2 diabetes mellitus"),
         ("Hx of MI s/p CABG", "history of myocardial infarction status post aortocoronary bypass graft"),
         ("T2DM w/o complications", "type 2 diabetes mellitus without complications"),
         ("n/v/d", "nausea vomiting diarrhea"),
@@ -60,10 +72,29 @@ def test_expand_abbreviations(text, expanded):
     assert expand_abbreviations(text) == expanded
 
 
-def test_reciprocal_rank_fusion_rewards_agreement_and_keeps_each_lists_best():
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["d", "b"]], c=60)
-    assert [item for item, _ in fused][:2] == ["b", "a"]  # b is in both lists
-    assert {item for item, _ in fused} == {"a", "b", "c", "d"}
+@pytest.mark.parametrize(
+    ("text", "expanded"),
+    [
+        ("heart attack, first visit", "heart attack myocardial infarction, first visit initial encounter"),
+        ("Mini-stroke", "Mini-stroke transient ischemic attack"),  # the longer phrase wins over "stroke"
+        ("prostate cancer", "prostate cancer malignant neoplasm"),
+        ("heartburn", "heartburn gastro-esophageal reflux"),
+        ("strokes of luck and cutlery", "strokes of luck and cutlery"),  # whole words only
+    ],
+)
+def test_add_lay_terms(text, expanded):
+    assert add_lay_terms(text) == expanded
+
+
+def test_lay_and_abbreviation_tables_are_well_formed():
+    assert all(key == key.lower() and value.strip() for key, value in LAY_TERMS.items())
+    assert all(value.strip() for value in ABBREVIATIONS.values())
+
+
+def test_reciprocal_rank_fusion_rewards_agreement_and_breaks_ties_by_score():
+    fused = reciprocal_rank_fusion([[("a", 5.0), ("b", 4.0), ("c", 1.0)], [("d", 9.0), ("b", 2.0)]], c=60)
+    # b is in both lists; a and d are each a list's best, and d's own score is higher.
+    assert [item for item, _ in fused] == ["b", "d", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 62)
 
 
@@ -129,6 +160,10 @@ FIXED_SET = [
     ("Pt seen for UTI. Also has iron deficiency anemia.", ["N39.0", "D50.9"]),
     ("DM2 w/ diabetic CKD; HLD", ["E11.22", "E78.5"]),
     ("Acute sinusitis, unspecified; allergic rhinitis", ["J01.90", "J30.9"]),
+    ("heart attack", ["I21.9"]),
+    ("high blood pressure", ["I10"]),
+    ("sprained left wrist, first visit", ["S63.502A"]),
+    ("62 y/o F w/ hx of gallstones here for kidney stone", ["K80.20", "N20.0"]),
 ]
 
 
@@ -152,12 +187,14 @@ def test_recall_on_a_fixed_set():
     gold = _gold_and_ranked(results)
     recall_10 = sum(code in ranked for code, ranked in gold) / len(gold)
     recall_1 = sum(ranked[0] == code for code, ranked in gold if len(ranked)) / len(gold)
-    # Floors under the measured figures (BM25 + mentions + abbreviations: recall@10 0.857, recall@1 0.43).
-    assert recall_10 >= 0.8, (recall_10, [g for g in gold if g[0] not in g[1]])
-    assert recall_1 >= 0.3
+    # Floors under the measured figures (2026-11-29: recall@10 0.923, recall@1 0.538).
+    assert recall_10 >= 0.85, (recall_10, [g for g in gold if g[0] not in g[1]])
+    assert recall_1 >= 0.45
     # Expansion and splitting are what make the abbreviated, multi-diagnosis notes work.
     plain = get_retriever(
-        RetrievalConfig(enabled=True, k=10, expand_abbreviations=False, split_mentions=False)
+        RetrievalConfig(
+            enabled=True, k=10, expand_abbreviations=False, expand_lay_terms=False, split_mentions=False
+        )
     )
     plain_results = plain.retrieve_batch([text for text, _ in FIXED_SET])
     plain_gold = _gold_and_ranked(plain_results)
