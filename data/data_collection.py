@@ -18,8 +18,9 @@ Held-out codes: a code is held out when a seeded hash of it falls under `split.h
 the seed is the stage config's, so stages 1-3 with the same seed hold out the same codes. A record with
 any held-out code never reaches train: it goes to test_unseen (up to the cap) or is dropped.
 
-Everything is written to a temporary directory beside the output and renamed into place at the end, so
-a failed run leaves the previous `stage_N_final` intact.
+Everything is written to a temporary directory beside the output, checked by the quality gate, and
+swapped into place only then (`thce.utils.io.staged_directory`), so a failed or failing run leaves the
+previous `stage_N_final` intact; a directory THCE did not write is never replaced.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +48,9 @@ from thce.data.preprocess_medical import (
 from thce.data.sources import check_source, read_source, source_name
 from thce.utils.config import StageConfig
 from thce.utils.errors import UserError
+from thce.utils.io import check_output, staged_directory, write_atomically, write_json
 from thce.utils.schemas import trainer_arrow_schema
+from thce.utils.stage_layout import QUALITY_REPORT
 
 BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 BUCKET_ROWS = 25_000  # target rows per shuffle bucket
@@ -70,6 +71,7 @@ def is_heldout_code(code: str, seed: int, fraction: float) -> bool:
 class CollectResult:
     output_dir: Path
     metadata: dict[str, Any]
+    quality: dict[str, Any] | None = None  # the quality report, when the gate ran
 
 
 class _SplitWriter:
@@ -205,34 +207,50 @@ def _shuffled_buckets(workdir: Path, n_buckets: int, seed: int) -> Iterator[list
         yield rows
 
 
+class QualityGateFailed(UserError):
+    """The collected dataset failed a quality threshold; the previous dataset was left in place."""
+
+    def __init__(self, report: dict[str, Any], output: Path, report_path: Path) -> None:
+        failed = "; ".join(f"{f['check']} = {f['value']} (needs {f['threshold']})" for f in report["failed"])
+        super().__init__(f"quality gate failed: {failed} (report: {report_path}); {output} left as it was")
+        self.report = report
+        self.report_path = report_path
+
+
 def collect(
-    config: StageConfig, output_dir: str | os.PathLike | None = None, progress: bool = True
+    config: StageConfig,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    quality: bool = True,
 ) -> CollectResult:
-    """Build a stage's dataset from its config; see the module docstring for what is written."""
+    """Build a stage's dataset from its config; see the module docstring for what is written.
+
+    With `quality`, the checks of `data.quality` run on the new dataset before it replaces the previous
+    one; a failure raises `QualityGateFailed` (with the report, also written to
+    `OUTPUT.quality_report.json` beside the output) and leaves the previous dataset intact.
+    """
+    from thce.utils.data_quality import quality_gate
+
     data = config.data
     if not data.sources:
         raise UserError(f"{config.source_path}: data.sources is empty; nothing to collect")
     for index, source in enumerate(data.sources):
         check_source(source, index, config.source_path)
     output = Path(output_dir or data.output_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    inputs = [config.source_path, *(s.path for s in data.sources)]
+    inputs += [s.options.get(k) for s in data.sources for k in ("diagnoses", "icd9_map")]
+    check_output(output, inputs, "collect output", directory=True)
+    report = None
+    with staged_directory(output, "dataset", "collect output") as workdir:
         metadata = _collect_into(config, workdir, progress)
-        _swap_into_place(workdir, output)
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
+        if quality:
+            report = quality_gate(config, workdir, reported_as=output)
+            if not report["passed"]:
+                # The failed dataset is discarded; its report is kept beside the output for a look.
+                report_path = write_json(output.with_name(f"{output.name}.{QUALITY_REPORT}"), report)
+                raise QualityGateFailed(report, output, report_path)
     logger.info(f"wrote {output} ({metadata['splits']})")
-    return CollectResult(output, metadata)
-
-
-def _swap_into_place(workdir: Path, output: Path) -> None:
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
-    if output.exists():
-        output.rename(old)
-    workdir.rename(output)
-    shutil.rmtree(old, ignore_errors=True)
+    return CollectResult(output, metadata, report)
 
 
 def _estimated_rows(source: Any) -> int:
@@ -420,15 +438,13 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
     from thce.utils.config import save_resolved_config
 
     save_resolved_config(config, workdir)
-    (workdir / "README.md").write_text(dataset_card(config, metadata), encoding="utf-8")
+    write_atomically(workdir / "README.md", dataset_card(config, metadata))
     metadata["files"] = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(workdir.iterdir())
         if p.is_file() and p.suffix in (".parquet", ".jsonl")
     }
-    (workdir / "dataset_metadata.json").write_text(
-        json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    write_json(workdir / "dataset_metadata.json", metadata)
     return metadata
 
 

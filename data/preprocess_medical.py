@@ -269,42 +269,35 @@ def preprocess_file(
     trainer rows (`chat`) or cleaned records (`canonical`). Returns (records written, preprocessing counts).
     """
     import json
-    import os
 
     from thce.data.sources import read_source
     from thce.utils.config import SourceConfig
+    from thce.utils.io import atomic_file, check_input_file, check_output
 
     if output_format not in ("chat", "canonical"):
         raise UserError(f"--format must be 'chat' or 'canonical', got {output_format!r}")
-    input_path, output = Path(input_path), Path(output)
-    if not input_path.is_file():
-        raise UserError(f"--input: no such file: {input_path}")
+    input_path = check_input_file(input_path, "--input")
+    output = check_output(output, [input_path, config.source_path], "--output")
     preprocessor = Preprocessor(config.data.preprocess, config.stage)
     source = SourceConfig(kind="jsonl", path=str(input_path))
     shown: Counter[str] = Counter()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
     kept = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for batch in _batches(read_source(source, 0, config.seed), PREPROCESS_BATCH):
-                results = preprocessor.process_batch([item.record for item in batch])
-                for item, result in zip(batch, results, strict=True):
-                    log_invalid(item.location, result.invalid, shown, str(input_path))
-                    if result.record is None:
-                        continue
-                    row = (
-                        to_trainer_row(
-                            result.record, config.stage, config.chat.template, config.chat.system_message
-                        )
-                        if output_format == "chat"
-                        else result.record
+    with atomic_file(output) as handle:
+        for batch in _batches(read_source(source, 0, config.seed), PREPROCESS_BATCH):
+            results = preprocessor.process_batch([item.record for item in batch])
+            for item, result in zip(batch, results, strict=True):
+                log_invalid(item.location, result.invalid, shown, str(input_path))
+                if result.record is None:
+                    continue
+                row = (
+                    to_trainer_row(
+                        result.record, config.stage, config.chat.template, config.chat.system_message
                     )
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    kept += 1
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    if output_format == "chat"
+                    else result.record
+                )
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                kept += 1
     return kept, dict(preprocessor.counts)
 
 

@@ -25,6 +25,7 @@ from loguru import logger
 
 from thce.utils.config import SourceConfig
 from thce.utils.errors import UserError
+from thce.utils.io import iter_jsonl, iter_parquet_rows, read_json
 from thce.utils.schemas import CODE_SYSTEMS, RECORD_FIELDS
 
 _CODE_SPLIT = re.compile(r"[;,|\s]+")
@@ -209,36 +210,13 @@ def parse_codes(value: Any, default_system: str, where: str) -> list[dict[str, s
 
 
 def _read_jsonl(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:
-    path = Path(source.path)
-    with path.open("rb") as handle:
-        for line_number, raw_line in enumerate(handle, 1):
-            try:
-                line = raw_line.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise UserError(
-                    f"{path}:{line_number}: not valid UTF-8 ({err.reason} at byte {err.start})"
-                ) from err
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"{path}:{line_number}: malformed JSON ({err.msg} at column {err.colno})"
-                ) from err
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            yield row, f"{path}:{line_number}"
+    for line_number, row in iter_jsonl(source.path, "source"):
+        yield row, f"{source.path}:{line_number}"
 
 
 def _read_json(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:
     path = Path(source.path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from err
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+    data = read_json(path, "source")
     key = source.options.get("records_key")
     if isinstance(data, dict):
         for candidate in (key, "data", "records", "examples", "rows"):
@@ -290,18 +268,9 @@ def _read_csv(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:
 
 
 def _read_parquet(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:
-    import pyarrow.parquet as pq
-
-    path = Path(source.path)
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as err:  # pyarrow raises several types for a file that is not parquet
-        raise UserError(f"{path}: not a readable parquet file ({err})") from err
-    n = 0
-    for batch in parquet.iter_batches(batch_size=int(source.options.get("batch_size", 4096))):
-        for row in batch.to_pylist():
-            yield row, f"{path}#row{n}"
-            n += 1
+    rows = iter_parquet_rows(source.path, "source", batch_size=int(source.options.get("batch_size", 4096)))
+    for n, row in enumerate(rows):
+        yield row, f"{source.path}#row{n}"
 
 
 def _read_hf_disk(source: SourceConfig) -> Iterator[tuple[dict[str, Any], str]]:

@@ -14,7 +14,6 @@ and ranked `candidates` for top-k):
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from thce.utils.config import RetrievalConfig
 from thce.utils.errors import UserError
+from thce.utils.io import check_input_file, iter_jsonl, read_parquet_table
 
 Method = Literal["random", "keyword", "most_frequent", "rule_based"]
 METHODS: tuple[str, ...] = ("random", "keyword", "most_frequent", "rule_based")
@@ -233,14 +233,10 @@ def load_training_codes(path: str | Path) -> list[str]:
     parquet (the assistant completion is parsed)."""
     from thce.inference.output_parser import parse_answer
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"training data {path} does not exist (the most_frequent baseline counts its codes)")
+    path = check_input_file(path, "training data (the most_frequent baseline counts its codes)")
     codes: list[str] = []
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
+        table = read_parquet_table(path, "training data")
         column = "completion" if "completion" in table.column_names else "chosen"
         if column not in table.column_names:
             raise UserError(f"{path} has neither a completion nor a chosen column to read codes from")
@@ -248,17 +244,13 @@ def load_training_codes(path: str | Path) -> list[str]:
             parsed = parse_answer(messages[-1]["content"] if messages else "", validate=False)
             codes.extend(c["code"] for c in parsed["codes"][:1] if c["system"] == "ICD10")
     else:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}, line {number}: not valid JSON ({err.msg})") from err
-                first = next((c for c in record.get("codes") or [] if c.get("system") == "ICD10"), None)
-                if first:
-                    codes.append(first["code"])
+        for number, record in iter_jsonl(path, "training data"):
+            entries = record.get("codes") or []
+            if not isinstance(entries, list):
+                raise UserError(f"{path}:{number}: field 'codes' must be a list of {{system, code}} objects")
+            first = next((c for c in entries if isinstance(c, dict) and c.get("system") == "ICD10"), None)
+            if first and first.get("code"):
+                codes.append(str(first["code"]))
     if not codes:
         raise UserError(f"{path} holds no ICD-10-CM codes to count")
     return codes

@@ -3,7 +3,6 @@ differences and McNemar's test), as a dict and Markdown."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,13 @@ from loguru import logger
 
 from thce.evaluation.evaluate_model import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from thce.utils.errors import UserError
+from thce.utils.io import check_output, read_json, write_atomically
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results JSON written by this version of THCE (clear errors for anything else)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"results file {path} does not exist")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from err
+    results = read_json(path, "results file")
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise UserError(f'{path} is not a THCE evaluation results file (no "format": "{RESULTS_FORMAT}")')
     version = results.get("format_version")
@@ -30,6 +25,15 @@ def load_results(path: str | Path) -> dict[str, Any]:
             f"{path} was written in results format version {version} (thce {results.get('thce_version', '?')}); "
             f"this THCE reads version {RESULTS_FORMAT_VERSION}: re-run `thce evaluate` to regenerate it"
         )
+    rows = results.get("per_example")
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict) and {"split", "id", "exact", "gold", "predicted"} <= row.keys() for row in rows
+    ):
+        raise UserError(
+            f"{path}: 'per_example' is missing or incomplete (re-run `thce evaluate` to regenerate it)"
+        )
+    if not isinstance(results.get("datasets"), list):
+        raise UserError(f"{path}: 'datasets' is missing (re-run `thce evaluate` to regenerate it)")
     return results
 
 
@@ -40,6 +44,8 @@ def compare(
     from thce.evaluation import significance
     from thce.evaluation.report import comparison_markdown
 
+    if output is not None:
+        check_output(output, [a, b], "--output")
     first, second = load_results(a), load_results(b)
     index = {(row["split"], row["id"]): row for row in second["per_example"]}
     pairs = [
@@ -73,6 +79,5 @@ def compare(
     }
     comparison["markdown"] = comparison_markdown(first, second, comparison)
     if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(comparison["markdown"], encoding="utf-8")
+        write_atomically(output, comparison["markdown"])
     return comparison

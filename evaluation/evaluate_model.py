@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,10 +32,20 @@ from thce.utils.config import (
     DataConfig,
     RetrievalConfig,
     apply_override,
+    bounded,
     build_dataclass,
     read_yaml_mapping,
 )
 from thce.utils.errors import UserError
+from thce.utils.io import (
+    check_output,
+    check_replaceable_directory,
+    iter_jsonl,
+    staged_directory,
+    write_atomically,
+    write_json,
+    write_jsonl,
+)
 from thce.utils.schemas import canonical_problem
 from thce.utils.stage_layout import TEST_SPLITS, checkpoint_data_dir, checkpoint_stage
 
@@ -53,13 +60,13 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=list)
     batch_size: int = 32
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    max_new_tokens: int | None = None
+    max_new_tokens: int | None = bounded(None, 1)
     num_beams: int = 1
     top_k: int = 5
     constrained: bool = True
     force_format: bool = True
     max_codes: int = 5
-    think_budget: int | None = None
+    think_budget: int | None = bounded(None, 0)
     rerank: Literal["none", "model", "fusion"] = (
         "none"  # with candidates: re-choose the first code (Predictor)
     )
@@ -68,7 +75,7 @@ class EvalConfig:
     train_data: str | None = None
     bootstrap_resamples: int = 1000
     seed: int = 42
-    limit: int | None = None
+    limit: int | None = bounded(None, 1)
     report: bool = True
     # Candidate retrieval: its recall@k is reported beside the model (a checkpoint's own section wins).
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -112,26 +119,19 @@ def load_eval_config(
 def load_records(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Canonical records with a non-empty `text` and at least one `{system, code}`; clear errors otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"dataset {path} does not exist")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be a positive number of records, got {limit}")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: not valid JSON ({err.msg})") from err
-            problem = canonical_problem(record)
-            if problem:
-                hint = " (evaluation needs gold codes)" if problem.startswith("field 'codes'") else ""
-                raise UserError(f"{where}: {problem}{hint}")
-            record.setdefault("id", f"{path.stem}-{number}")
-            records.append(record)
-            if limit is not None and len(records) >= limit:
-                break
+    for number, record in iter_jsonl(path, "dataset"):
+        where = f"{path}:{number}"
+        problem = canonical_problem(record)
+        if problem:
+            hint = " (evaluation needs gold codes)" if problem.startswith("field 'codes'") else ""
+            raise UserError(f"{where}: {problem}{hint}")
+        record.setdefault("id", f"{path.stem}-{number}")
+        records.append(record)
+        if limit is not None and len(records) >= limit:
+            break
     if not records:
         raise UserError(f"dataset {path} holds no records")
     return records
@@ -319,35 +319,41 @@ def _compact(stat: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_results_output(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse, before any work, a results path that would overwrite an input or a folder THCE did not write.
+
+    A results file `P/NAME.json` comes with a folder `P/NAME/`; that folder is replaced only if an earlier
+    THCE run wrote it (it holds THCE's manifest)."""
+    output = Path(output)
+    if output.suffix.lower() != ".json":
+        raise UserError(f"--output {output}: a results file name must end in .json")
+    check_output(output, inputs, "--output")
+    side = check_output(output.with_suffix(""), inputs, "results folder", directory=True)
+    check_replaceable_directory(side, "results", "results folder")
+    return output
+
+
 def write_results(
-    results: dict[str, Any], rows: Sequence[Mapping[str, Any]], output: str | Path, report: bool = True
+    results: dict[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    output: str | Path,
+    report: bool = True,
+    inputs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Write the JSON, and beside it a folder with predictions.jsonl, report.md and plots (atomically)."""
     from thce.evaluation.report import markdown_report, write_plots
 
-    output = Path(output)
+    output = check_results_output(output, inputs)
     side = output.with_suffix("")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{side.name}.", dir=output.parent))
-    try:
-        with (staging / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with staged_directory(side, "results", "results folder") as staging:
+        write_jsonl(staging / "predictions.jsonl", rows)
         results["artefacts"] = {"predictions": str(side / "predictions.jsonl")}
         if report:
             plots = write_plots(results, staging / "plots")
-            (staging / "report.md").write_text(markdown_report(results, plots), encoding="utf-8")
+            write_atomically(staging / "report.md", markdown_report(results, plots))
             results["artefacts"]["report"] = str(side / "report.md")
             results["artefacts"]["plots"] = {name: str(side / "plots" / file) for name, file in plots.items()}
-        json_tmp = staging / "results.json"
-        json_tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        if side.exists():
-            shutil.rmtree(side)
-        os.replace(json_tmp, output)
-        staging.rename(side)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_json(output, results)
     logger.info(f"Wrote {output} and {side}/")
     return results
 
@@ -474,6 +480,7 @@ def evaluate(
     else:
         config = load_eval_config(config, overrides, **options)
     records, datasets = _load_datasets(dataset, model, config)
+    output = check_results_output(output or default_output(model), [d["path"] for d in datasets])
     started = time.perf_counter()
     if predictor is None:
         from thce.inference.predictor import checkpoint_retrieval
@@ -521,7 +528,7 @@ def evaluate(
         timing=timing, baselines=baselines, retrieval=retriever_figures,
     )  # fmt: skip
     results["timing"]["total_seconds"] = time.perf_counter() - started
-    return write_results(results, rows, output or default_output(model), report=config.report)
+    return write_results(results, rows, output, config.report, [d["path"] for d in datasets])
 
 
 def evaluate_baseline(
@@ -541,6 +548,9 @@ def evaluate_baseline(
     else:
         config = load_eval_config(config, overrides, **options)
     records, datasets = _load_datasets(dataset, None, config)
+    output = output or Path("results") / f"baseline_{method}_eval.json"
+    inputs = [d["path"] for d in datasets] + ([config.train_data] if config.train_data else [])
+    check_results_output(output, inputs)
     training_codes = None
     if method == "most_frequent":
         train = config.train_data or _default_train_data(None)
@@ -567,6 +577,4 @@ def evaluate_baseline(
         timing={"predict_seconds": elapsed, "examples_per_second": len(records) / max(elapsed, 1e-9)},
         retrieval=retrieval,
     )  # fmt: skip
-    return write_results(
-        results, rows, output or Path("results") / f"baseline_{method}_eval.json", config.report
-    )
+    return write_results(results, rows, output, config.report, inputs)

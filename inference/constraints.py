@@ -26,26 +26,28 @@ With retrieval, each example gets its own grammar over only the codes it was off
 (`candidate_grammar`: tries of ~10 codes, built in about a millisecond), so every emitted code exists AND
 was offered; the processor takes one grammar per example.
 
-A trie is built once per (code set, tokenizer) and cached under `$THCE_HOME/tries/` (~2 s to build,
-~0.2 s to load). Per decoding step the processor does one dict lookup per row: the state of a row is
+A trie is built once per (code set, tokenizer) and cached as JSON under `$THCE_HOME/tries/` (~2 s to
+build, well under a second to load; JSON rather than pickle, so a planted cache file cannot run code).
+Per decoding step the processor does one dict lookup per row: the state of a row is
 keyed by its generated tokens, so it survives beam search reordering rows between steps.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
-import tempfile
+import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
+from thce.utils.errors import UserError
+from thce.utils.io import write_atomically
 from thce.utils.medical_chat_templates import END_OF_TURN, THINK_END, THINK_START
 
-TRIE_SCHEMA = 2
+TRIE_SCHEMA = 3  # 3: JSON instead of pickle
 ROOT, LEAF = 0, 1  # every childless end of a code shares node 1: 74k fewer empty dicts
 
 # Grammar modes (a state is a tuple `(mode, node, system_index, codes_done, think_tokens)`).
@@ -146,10 +148,10 @@ def load_code_trie(system: str, tokenizer: Any, codes: Sequence[str] | None = No
         codes = billable_codes(system)
     codes_hash = hashlib.sha256("\n".join(codes).encode()).hexdigest()[:16]
     key = f"{system}-{codes_hash}-{tokenizer_fingerprint(tokenizer)}-v{TRIE_SCHEMA}"
-    path = thce_home() / "tries" / f"{key}.pickle"
+    path = thce_home() / "tries" / f"{key}.json"
     if path.is_file():
         try:
-            return pickle.loads(path.read_bytes())
+            return trie_from_json(path.read_bytes())
         except Exception as err:  # a truncated or foreign file: rebuild rather than fail
             logger.warning(f"Ignoring unreadable code trie cache {path} ({err}); rebuilding it")
     logger.info(
@@ -157,13 +159,45 @@ def load_code_trie(system: str, tokenizer: Any, codes: Sequence[str] | None = No
     )
     trie = build_code_trie(system, codes, tokenizer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-            tmp.write(pickle.dumps(trie, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp.name, path)
-    except OSError as err:  # a read-only home still decodes, only slower to start next time
+        write_atomically(path, trie_to_json(trie))
+    except (OSError, UserError) as err:  # a read-only home still decodes, only slower to start next time
         logger.warning(f"Could not cache the code trie at {path}: {err}")
     return trie
+
+
+def trie_to_json(trie: CodeTrie) -> str:
+    """The trie as JSON (children flattened into offset/token/target lists): data only, never code."""
+    offsets, tokens, targets = [0], [], []
+    for children in trie.children:
+        tokens.extend(children)
+        targets.extend(children.values())
+        offsets.append(len(tokens))
+    return json.dumps(
+        {
+            "schema": TRIE_SCHEMA,
+            "system": trie.system,
+            "n_codes": trie.n_codes,
+            "max_length": trie.max_length,
+            "offsets": offsets,
+            "tokens": tokens,
+            "targets": targets,
+            "terminal": list(trie.terminal),
+        },
+        separators=(",", ":"),
+    )
+
+
+def trie_from_json(blob: bytes | str) -> CodeTrie:
+    """The inverse of `trie_to_json`; raises ValueError on anything else."""
+    data = json.loads(blob)
+    if not isinstance(data, dict) or data.get("schema") != TRIE_SCHEMA:
+        raise ValueError(f"not a version-{TRIE_SCHEMA} THCE code trie")
+    offsets, tokens, targets = data["offsets"], data["tokens"], data["targets"]
+    children = [dict(zip(tokens[a:b], targets[a:b], strict=True)) for a, b in itertools.pairwise(offsets)]
+    terminal = bytearray(data["terminal"])
+    if len(children) != len(terminal) or len(tokens) != len(targets):
+        raise ValueError("inconsistent code trie arrays")
+    return CodeTrie(data["system"], children, terminal, int(data["n_codes"]), int(data["max_length"]))
 
 
 class AnswerGrammar:

@@ -209,6 +209,7 @@ class Predictor:
             raise ValueError(f"predict(): {len(texts)} texts but {len(candidates)} candidate lists")
         offered = list(candidates) if candidates is not None else [None] * len(texts)
         prompts = [self.prompt(text, offered[i]) for i, text in enumerate(texts)]
+        self._check_context(prompts)
         # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[dict[str, Any] | None] = [None] * len(prompts)
@@ -261,6 +262,23 @@ class Predictor:
             else self.grammar
             for o in offered
         ]
+
+    def _check_context(self, prompts: Sequence[str]) -> None:
+        """Refuse a prompt that, with room for the answer, does not fit the model's context window (the
+        model would otherwise read past its trained positions and answer nonsense, silently)."""
+        window = getattr(self.model.config, "max_position_embeddings", None)
+        if not window:
+            return
+        budget = window - self.max_new_tokens
+        # A token spans at least one character, so only prompts longer than `budget` characters can overflow.
+        for index, prompt in enumerate(prompts):
+            if len(prompt) > budget:
+                length = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+                if length > budget:
+                    raise UserError(
+                        f"text {index + 1} is {length:,} tokens with its prompt; {self.name} reads at most "
+                        f"{window:,} tokens including {self.max_new_tokens} for the answer: shorten or split it"
+                    )
 
     def _predict_batch(self, prompts: list[str], offered: list[Sequence[Any] | None]) -> list[dict[str, Any]]:
         import torch
@@ -371,13 +389,17 @@ def _candidate_dict(candidate: Any) -> dict[str, Any]:
 
 
 def _load(path: Path, dtype: Any) -> tuple[Any, Any]:
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"{path} is not a loadable causal language model: {err}") from err
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{path} is not a loadable causal language model (corrupt or incomplete weights?): {first}"
+        ) from err
     return tokenizer, model
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from thce import __version__
 from thce.utils.config import StageConfig
+from thce.utils.io import read_json
 
 _STAGE_NAMES = {1: "non-reasoning SFT", 2: "reasoning SFT (<think> traces)", 3: "DPO (apo_zero)"}
 _CARD_HYPERPARAMETERS = (
@@ -34,7 +35,7 @@ def write_model_card(directory: Path, config: StageConfig, summary: dict[str, An
     metadata_file = Path(config.data.output_dir) / "dataset_metadata.json"
     data_lines = [f"- Training examples: {summary['train_examples']:,}"]
     if metadata_file.is_file():
-        metadata = json.loads(metadata_file.read_text())
+        metadata = read_json(metadata_file, "dataset metadata")
         for key in ("total_rows", "sources", "code_system_counts"):
             if key in metadata:
                 data_lines.append(

@@ -10,9 +10,7 @@ scheduler state, provided the config is unchanged.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,14 @@ from thce.post_training.model_setup import (
 from thce.post_training.training_data import load_stage_datasets
 from thce.utils.config import StageConfig, save_resolved_config, training_arguments
 from thce.utils.errors import UserError
+from thce.utils.io import (
+    check_replaceable_directory,
+    is_ours,
+    remove_directory,
+    staged_directory,
+    write_json,
+    write_manifest,
+)
 from thce.utils.stage_layout import RESOLVED_CONFIG, TRAINING_SUMMARY
 
 
@@ -44,7 +50,11 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
     output_dir, final_dir = layout.output_dir, layout.final_dir
     if force and output_dir.exists():
         logger.warning(f"--force: removing {output_dir}")
-        shutil.rmtree(output_dir)
+        remove_directory(output_dir, "training", "training.output_dir")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not is_ours(output_dir, "training"):
+        check_replaceable_directory(output_dir, "training", "training.output_dir")
+        write_manifest(output_dir, "training")
     resume = config.run.resume if resume is None else resume
     checkpoint = _checkpoint_to_resume(config) if resume else None
 
@@ -78,7 +88,16 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
         args.greater_is_better = False
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.run.early_stopping_patience))
 
-    trainer = _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, callbacks)
+    try:
+        trainer = _build_trainer(config, model, tokenizer, args, train_dataset, eval_dataset, callbacks)
+    except Exception as err:
+        if not args.push_to_hub:
+            raise
+        # With push_to_hub the trainer creates the hub repo on construction; the hub client raises many types.
+        raise UserError(
+            f"training.push_to_hub: could not reach or create the hub repository ({type(err).__name__}: {err}); "
+            "check HF_TOKEN and network access, or set training.push_to_hub: false"
+        ) from err
     if trainer.is_world_process_zero():
         save_resolved_config(config, output_dir, RESOLVED_CONFIG)
     if checkpoint:
@@ -171,20 +190,16 @@ def _configure_tracking(config: StageConfig) -> None:
 
 def _save_final(trainer, tokenizer, config: StageConfig, final_dir: Path, summary: dict[str, Any]) -> None:
     """Write final/ atomically: model (LoRA merged), tokenizer with chat template, config, card, summary."""
-    staging = final_dir.with_name(final_dir.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # peft: ship plain weights, loadable without peft
         model = model.merge_and_unload()
     model.config.use_cache = True  # training switched it off; generation wants it
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    save_resolved_config(config, staging, RESOLVED_CONFIG)
-    (staging / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
-    write_model_card(staging, config, summary)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    staging.rename(final_dir)
+    with staged_directory(final_dir, "model", "final model directory") as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        save_resolved_config(config, staging, RESOLVED_CONFIG)
+        write_json(staging / TRAINING_SUMMARY, summary)
+        write_model_card(staging, config, summary)
     logger.info(f"Stage {config.stage} model saved to {final_dir}")
 
 
@@ -222,7 +237,7 @@ def script_main(trainer_kind: str, argv: list[str] | None = None) -> Path | None
     parser.add_argument("--force", action="store_true", help="delete this stage's earlier outputs first")
     args = parser.parse_args(argv)
 
-    load_dotenv(override=False)
+    load_dotenv(Path.cwd() / ".env", override=False)  # the working directory's, as `thce` does
     configure_logging()
     try:
         config = load_config(args.config, args.overrides)

@@ -151,8 +151,22 @@ def test_pipeline_runs_the_quality_gate_and_stops_on_a_failed_check(tmp_path):
     pipeline.write_text(yaml.safe_dump({"stages": [str(stage)], "results_dir": str(tmp_path / "results")}))
     with pytest.raises(UserError, match=r"stage 1 data .* failed the quality checks: phi_residue_rate"):
         run_pipeline(pipeline)
-    report = json.loads((tmp_path / "data/stage_1/quality_report.json").read_text())
+    # The gate runs before the new data would replace the old: nothing was swapped in, the report is beside.
+    report = json.loads((tmp_path / "data/stage_1.quality_report.json").read_text())
     assert not report["passed"]
+    assert not (tmp_path / "data/stage_1").exists()
     assert not (tmp_path / "outputs/stage_1").exists(), "nothing is trained on data that failed the gate"
-    # The resolved config is written once, by collect (the pipeline no longer re-saves it).
-    assert (tmp_path / "data/stage_1/thce_config.yaml").is_file()
+
+
+def test_pipeline_never_discards_another_configs_training_run_without_force(tmp_path):
+    from thce.pipeline import _train
+    from thce.utils.config import load_config
+
+    config = load_config(_stage(tmp_path, 1, "unused", "icd10cm", 10))
+    output = tmp_path / "outputs/stage_1"
+    (output / "checkpoint-2").mkdir(parents=True)
+    (output / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (output / "thce_config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "seed": 7}))
+    with pytest.raises(UserError, match="different config.*--force"):
+        _train(config, force=False)
+    assert (output / "checkpoint-2" / "trainer_state.json").read_text() == "{}"

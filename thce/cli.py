@@ -62,24 +62,57 @@ def root(
     configure_logging(verbose=verbose, quiet=quiet)
 
 
-def main() -> None:
-    """Console-script entry point: load `.env`, run the app, turn known errors into one line."""
+def run(args: list[str] | None = None) -> int:
+    """Run the app on `args` (default: sys.argv) and return the exit code.
+
+    Known errors become one line on stderr: a `UserError` or an OS error (exit 2), a usage error from
+    the option parser (exit 2), Ctrl-C (exit 130). THCE_DEBUG=1 shows the traceback instead.
+    """
+    from pathlib import Path
+
     from dotenv import load_dotenv
 
     from thce.utils.errors import UserError
 
-    load_dotenv(override=False)
+    # The working directory's .env (python-dotenv's own search starts from the calling module's folder).
+    load_dotenv(Path.cwd() / ".env", override=False)
+    debug = os.environ.get("THCE_DEBUG") == "1"
     try:
-        app()
-    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        if os.environ.get("THCE_DEBUG") == "1":
+        code = app(args=args, prog_name="thce", standalone_mode=False)
+    except (UserError, OSError) as err:
+        if debug:
             raise
-        message = str(err) if isinstance(err, UserError) else f"{err.strerror}: {err.filename}"
+        if isinstance(err, UserError):
+            message = str(err)
+        elif isinstance(err, IsADirectoryError):
+            message = f"{err.filename} is a directory, not a file"
+        else:
+            message = f"{err.filename}: {err.strerror}" if err.filename else str(err)
         print(f"thce: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except Exception as err:
+        # Click's exceptions, matched by shape: recent Typer versions vendor their own copy of click.
+        kind = type(err).__name__
+        if kind == "NoArgsIsHelpError":
+            err.show()  # type: ignore[attr-defined]
+            return err.exit_code  # type: ignore[attr-defined]
+        if kind == "Abort":
+            print("thce: aborted", file=sys.stderr)
+            return 1
+        if debug or not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        print(f"thce: error: {err.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return err.exit_code  # type: ignore[attr-defined]
     except KeyboardInterrupt:
+        code = 130
+    if code == 130:  # Typer turns Ctrl-C into exit code 130 before we see the KeyboardInterrupt
         print("thce: interrupted", file=sys.stderr)
-        sys.exit(130)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ evaluation together.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +29,9 @@ from loguru import logger
 
 from thce.utils.config import StageConfig, apply_override, build_dataclass, load_config, read_yaml_mapping
 from thce.utils.errors import UserError
+from thce.utils.io import read_json, write_atomically, write_json
 from thce.utils.models import EMBEDDED_MODEL_ID
-from thce.utils.stage_layout import read_training_summary
+from thce.utils.stage_layout import RESOLVED_CONFIG, read_training_summary, same_config
 
 HEADLINE = ("exact_match", "category_match", "f1_micro", "validity_rate")
 
@@ -98,29 +98,34 @@ def run_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     timings["total"] = time.perf_counter() - started
 
     summary = _summary(pipeline, stages, finals, evaluations, timings)
-    (results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (results_dir / "summary.md").write_text(summary_table(summary) + "\n")
+    write_json(results_dir / "summary.json", summary)
+    write_atomically(results_dir / "summary.md", summary_table(summary) + "\n")
     return summary
 
 
 def _collect(config: StageConfig, force: bool) -> None:
-    from thce.data.data_collection import collect
-    from thce.utils.data_quality import format_summary, quality_gate
+    from thce.data.data_collection import QualityGateFailed, collect
+    from thce.utils.data_quality import format_summary
 
     layout = config.layout
+    report_path = layout.quality_report
     if not force and layout.data_is_current(config) and layout.quality_report.is_file():
         logger.info(f"Stage {config.stage} data: up to date in {layout.data_dir}")
-        report = json.loads(layout.quality_report.read_text(encoding="utf-8"))
+        report = read_json(layout.quality_report, "quality report")
     else:
         logger.info(f"Stage {config.stage} data: collecting into {layout.data_dir}")
-        collect(config)  # writes the resolved config beside the data
-        report = quality_gate(config)
+        try:
+            # collect writes the resolved config beside the data and runs the quality gate before the new
+            # data replaces the old, so a failed check leaves the previous dataset in place.
+            report = collect(config).quality
+        except QualityGateFailed as failed:
+            report, report_path = failed.report, failed.report_path
         logger.info(format_summary(report))
     if not report.get("passed"):
         failed = "; ".join(f"{f['check']} = {f['value']} (needs {f['threshold']})" for f in report["failed"])
         raise UserError(
             f"stage {config.stage} data in {layout.data_dir} failed the quality checks: {failed} "
-            f"(full report: {layout.quality_report}); fix the sources or thresholds in {config.source_path}"
+            f"(full report: {report_path}); fix the sources or thresholds in {config.source_path}"
         )
 
 
@@ -131,12 +136,16 @@ def _train(config: StageConfig, force: bool) -> Path:
     if not force and layout.is_trained(config):
         logger.info(f"Stage {config.stage}: already trained ({layout.final_dir})")
         return layout.final_dir
-    if layout.final_dir.exists() and not force:
-        logger.info(
-            f"Stage {config.stage}: {layout.final_dir} was trained from another config; training again"
+    # A changed config invalidates this stage's checkpoints and final/; only --force may discard them
+    # (they may be a `thce train` run the user wants to keep).
+    final_config = layout.final_dir / RESOLVED_CONFIG
+    stale_final = final_config.is_file() and not same_config(final_config, config)
+    if not force and (layout.checkpoints_stale(config) or stale_final):
+        raise UserError(
+            f"{layout.output_dir} holds a stage-{config.stage} run of a different config; re-run with --force "
+            "to discard it, or point training.output_dir elsewhere"
         )
-    # A changed config invalidates this stage's checkpoints too; an unchanged one resumes from them.
-    return train_stage(config, force=force or layout.checkpoints_stale(config))
+    return train_stage(config, force=force)
 
 
 def _evaluate(
@@ -161,7 +170,7 @@ def _evaluate(
     )
     if fresh and not force:
         logger.info(f"Evaluation of {name}: up to date ({output})")
-        return json.loads(output.read_text())
+        return read_json(output, "evaluation results")
     logger.info(f"Evaluating {name} ({model}) on {dataset or 'its default datasets'}")
     options = dict(pipeline.evaluation)
     if dataset is not None:

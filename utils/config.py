@@ -33,6 +33,7 @@ from typing import Any, Literal
 import yaml
 
 from thce.utils.errors import UserError
+from thce.utils.io import load_yaml, read_yaml, write_atomically
 from thce.utils.models import EMBEDDED_MODEL_ID
 from thce.utils.stage_layout import RESOLVED_CONFIG, StageLayout
 
@@ -54,13 +55,40 @@ RENAMED_TRAINING_KEYS = {
 }
 
 
+# TRL/transformers fields whose nonsense values would otherwise pass through to a crash deep in training,
+# or to an "untrained" final/: (lowest allowed, whether the lowest itself is excluded).
+TRAINING_BOUNDS: dict[str, tuple[float, bool]] = {
+    "per_device_train_batch_size": (1, False),
+    "per_device_eval_batch_size": (1, False),
+    "gradient_accumulation_steps": (1, False),
+    "num_train_epochs": (0, True),
+    "learning_rate": (0, True),
+    "max_length": (1, False),
+    "warmup_steps": (0, False),
+    "logging_steps": (0, True),
+    "save_steps": (0, True),
+    "eval_steps": (0, True),
+    "save_total_limit": (1, False),
+    "max_grad_norm": (0, False),
+    "weight_decay": (0, False),
+    "beta": (0, True),
+    "neftune_noise_alpha": (0, False),
+    "dataloader_num_workers": (0, False),
+}
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field whose number must lie in [low, high]; checked where configs are read."""
+    return field(default=default, metadata={"min": low, "max": high})
+
+
 @dataclass
 class SourceConfig:
     """One data source of a stage; `kind` decides which reader runs and what `options` it accepts."""
 
     kind: SourceKind
     path: str | None = None
-    entries: int | None = None  # cap on rows taken from this source (None: all)
+    entries: int | None = bounded(None, 1)  # cap on rows taken from this source (None: all)
     generator: str | None = None  # synthetic sources: which generator (e.g. icd10cm, llm)
     rename: dict[str, str] = field(default_factory=dict)  # source column -> canonical column
     drop: list[str] = field(default_factory=list)  # columns to drop before conversion
@@ -74,8 +102,8 @@ class PreprocessConfig:
     normalize_text: bool = True
     scrub_phi: bool = True
     invalid_codes: Literal["drop", "flag", "keep"] = "drop"
-    min_text_chars: int = 10
-    max_text_chars: int = 20_000
+    min_text_chars: int = bounded(10, 0)
+    max_text_chars: int = bounded(20_000, 1)
     require_billable: bool = True  # ICD-10-CM answers must be billable (leaf) codes, not headings
     phi_engine: Literal["presidio", "rules"] = "presidio"  # rules: the pattern rules only, no NER (fast)
 
@@ -84,24 +112,31 @@ class PreprocessConfig:
 class SplitConfig:
     """Held-out evaluation splits written beside train.parquet (all deterministic for the stage seed)."""
 
-    heldout_code_fraction: float = 0.02  # share of codes never seen in train (hash of code + seed)
-    test_seen_fraction: float = 0.015  # share of the other records kept out of train for test_seen.jsonl
-    validation_fraction: float = 0.01
-    max_test_records: int = 2000  # cap per test file; further held-out-code records are dropped
-    max_validation_records: int = 1000
+    heldout_code_fraction: float = bounded(
+        0.02, 0, 1
+    )  # share of codes never seen in train (hash of code + seed)
+    test_seen_fraction: float = bounded(
+        0.015, 0, 1
+    )  # share of the other records kept out of train for test_seen.jsonl
+    validation_fraction: float = bounded(0.01, 0, 1)
+    max_test_records: int = bounded(2000, 0)  # cap per test file; further held-out-code records are dropped
+    max_validation_records: int = bounded(1000, 0)
 
 
 @dataclass
 class QualityConfig:
     """Thresholds `thce quality` (and `collect`) check; a failing one makes the command exit non-zero."""
 
-    min_code_validity: float = 1.0
-    max_duplicate_rate: float = 0.0
-    max_phi_residue_rate: float = 0.001
-    min_english_rate: float = 0.9  # langdetect reads terse clinical jargon as Latin languages now and then
-    min_reasoning_rate: float = 1.0  # stage 2 and 3 only
-    min_preference_consistency: float = 1.0  # stage 3 only
-    language_sample: int = 1000  # langdetect is slow (~5 ms a text): it checks a seeded sample
+    min_code_validity: float = bounded(1.0, 0, 1)
+    max_duplicate_rate: float = bounded(0.0, 0, 1)
+    max_phi_residue_rate: float = bounded(0.001, 0, 1)
+    min_english_rate: float = bounded(
+        0.9, 0, 1
+    )  # langdetect reads terse clinical jargon as Latin languages now and then
+    min_reasoning_rate: float = bounded(1.0, 0, 1)  # stage 2 and 3 only
+    min_preference_consistency: float = bounded(1.0, 0, 1)  # stage 3 only
+    max_text_chars: int = bounded(20_000, 1)  # longest text allowed (a 10 MB paste is not a clinical note)
+    language_sample: int = bounded(1000, 1)  # langdetect is slow (~5 ms a text): it checks a seeded sample
 
 
 @dataclass
@@ -130,7 +165,7 @@ class DataConfig:
     output_dir: str = "data/artefacts/stage_1_final"
     split: SplitConfig = field(default_factory=SplitConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    row_group_size: int = 10_000  # fixed, so the same seed gives byte-identical parquet
+    row_group_size: int = bounded(10_000, 1)  # fixed, so the same seed gives byte-identical parquet
     save_to_disk: bool = False  # also write a `datasets` save_to_disk copy under hf_dataset/
     candidates: CandidateDataConfig = field(default_factory=CandidateDataConfig)
 
@@ -139,9 +174,9 @@ class DataConfig:
 class LoraConfig:
     """Optional LoRA adapters (peft); merged into the base weights when the stage saves `final/`."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = bounded(16, 1)
+    alpha: int = bounded(32, 1)
+    dropout: float = bounded(0.05, 0, 0.99)
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
@@ -178,7 +213,7 @@ class RunConfig:
     # LM head over the answer positions in one matmul instead of TRL's tiled kernel (faster on CPU).
     model_loss: bool = True
     # Stop when the validation loss has not improved for this many evaluations (needs validation.parquet).
-    early_stopping_patience: int | None = None
+    early_stopping_patience: int | None = bounded(None, 1)
     # Continue from the newest checkpoint-K in training.output_dir when one exists.
     resume: bool = True
 
@@ -216,7 +251,7 @@ class RetrievalConfig:
 @dataclass
 class StageConfig:
     stage: Literal[1, 2, 3]
-    seed: int = 42
+    seed: int = bounded(42, 0, 2**32 - 1)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
@@ -265,12 +300,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config") -> dict[str, Any]:
     """A YAML file whose top level is a mapping (an empty file is an empty one); clear errors otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"{what} file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path, what=f"{what} file")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
@@ -287,7 +319,7 @@ def apply_override(raw: dict[str, Any], override: str, file: str | os.PathLike =
     if not sep or not dotted.strip():
         raise UserError(f"override {override!r} is not of the form section.key=value")
     keys = dotted.strip().split(".")
-    value = yaml.safe_load(text) if text.strip() else None
+    value = load_yaml(text, f"--set {override!r}") if text.strip() else None
     node: Any = raw
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
@@ -325,7 +357,25 @@ def check_training_section(training: dict[str, Any], stage: int, file: str | os.
                 f"{file}: unknown key '{key}' in section 'training' (not a field of trl.{config_class.__name__}){hint}"
             )
         checked[key] = _coerce(value, _field_type(config_class, key), where=f"training.{key}", file=file)
+        _check_training_value(key, checked[key], file)
     return checked
+
+
+def _check_training_value(key: str, value: Any, file: str | os.PathLike) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if key == "max_steps":
+        if value == 0 or value < -1:
+            raise UserError(
+                f"{file}: 'training.max_steps' must be -1 (train for num_train_epochs) or at least 1, got {value}"
+            )
+        return
+    if key not in TRAINING_BOUNDS:
+        return
+    low, strict = TRAINING_BOUNDS[key]
+    if value < low or (strict and value == low):
+        bound = f"greater than {low}" if strict else f"at least {low}"
+        raise UserError(f"{file}: 'training.{key}' must be {bound}, got {value}")
 
 
 def training_config_class(stage: int) -> type:
@@ -366,11 +416,7 @@ def save_resolved_config(
         f"# from: {config.source_path}\n"
         f"# overrides: {config.overrides or 'none'}\n"
     )
-    target = directory / name
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_atomically(directory / name, header + yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -391,6 +437,9 @@ def build_dataclass(cls: type, raw: Any, section: str, file: str | os.PathLike) 
             raise UserError(f"{file}: unknown key '{key}' in section '{section}'{hint}")
         where = key if section == "top level" else f"{section}.{key}"
         values[key] = _coerce(value, hints[key], where=where, file=file)
+        check_range(
+            values[key], fields[key].metadata.get("min"), fields[key].metadata.get("max"), where, file
+        )
     missing = [
         name
         for name, f in fields.items()
@@ -401,6 +450,18 @@ def build_dataclass(cls: type, raw: Any, section: str, file: str | os.PathLike) 
     if missing:
         raise UserError(f"{file}: section '{section}' is missing required key(s): {', '.join(missing)}")
     return cls(**values)
+
+
+def check_range(
+    value: Any, low: float | None, high: float | None, where: str, file: str | os.PathLike
+) -> None:
+    """Refuse a number outside [low, high] (None: unbounded), naming the file and key."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if low is not None and value < low:
+        raise UserError(f"{file}: '{where}' must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise UserError(f"{file}: '{where}' must be at most {high}, got {value}")
 
 
 def _coerce(value: Any, tp: Any, where: str, file: str | os.PathLike) -> Any:

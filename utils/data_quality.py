@@ -10,16 +10,17 @@ failed thresholds; `format_summary` renders it for people.
 
 from __future__ import annotations
 
-import json
 import random
+import re
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from thce.utils.config import QualityConfig, StageConfig
+from thce.utils.config import QualityConfig, StageConfig, apply_override, build_dataclass
 from thce.utils.errors import UserError
+from thce.utils.io import iter_jsonl, iter_parquet_rows, write_json
 from thce.utils.medical_chat_templates import answer_reasoning, parse_answer_codes
 from thce.utils.schemas import (
     REQUIRED_FIELDS,
@@ -38,21 +39,58 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / "train.parquet"
-    if not path.exists():
-        raise UserError(f"quality: no such file: {path}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
+        yield from iter_parquet_rows(path, "quality input")
         return
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{line_number}: malformed JSON ({err.msg})") from err
+    for _, row in iter_jsonl(path, "quality input"):
+        yield row
+
+
+def quality_thresholds(overrides: Sequence[str]) -> QualityConfig:
+    """`QualityConfig` from `--set data.quality.KEY=VALUE` overrides alone (no stage config given)."""
+    raw: dict[str, Any] = {}
+    for override in overrides:
+        if not override.partition("=")[0].strip().startswith("data.quality."):
+            raise UserError(f"--set {override!r}: without --config only data.quality.* thresholds can be set")
+        apply_override(raw, override.removeprefix("data."), "--set")
+    return build_dataclass(QualityConfig, raw.get("quality", {}), section="data.quality", file="--set")
+
+
+def _code_refs(value: Any) -> list[Any]:
+    """Codes as `{system, code}` dicts, also when written as strings or numbers ("E11.9", "CPT: 99213")."""
+    if isinstance(value, str):
+        value = [item for item in re.split(r"[;,|]", value) if item.strip()]
+    if not isinstance(value, (list, tuple)):
+        return value if value is None else [value]
+    refs = []
+    for item in value:
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            system, sep, code = str(item).partition(":")
+            refs.append({"system": system.strip().upper(), "code": code.strip()} if sep else
+                        {"system": "ICD10", "code": str(item).strip()})  # fmt: skip
+        else:
+            refs.append(item)
+    return refs
+
+
+def with_code_refs(row: Any) -> Any:
+    """A canonical or preference row with its codes as `{system, code}` objects, also where they were written
+    as strings or numbers ("E11.9", "CPT: 99213", "E11.9; I10"), the forms the sources accept."""
+    if not isinstance(row, dict):
+        return row
+    kind = record_kind(row)
+    if kind == "canonical" and "codes" in row:
+        return {**row, "codes": _code_refs(row["codes"])}
+    if kind == "preference":
+        return {
+            **row,
+            **{
+                side: {**row[side], "codes": _code_refs(row[side]["codes"])}
+                for side in ("chosen", "rejected")
+                if isinstance(row.get(side), dict) and "codes" in row[side]
+            },
+        }
+    return row
 
 
 def row_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +216,7 @@ def check_dataset(
     reservoir: list[str] = []
     rng = random.Random(seed)
     for n, row in enumerate(iter_rows(path)):
+        row = with_code_refs(row)
         rows += 1
         problem = _schema_problem(row)
         if problem:
@@ -243,7 +282,9 @@ def check_dataset(
         "duplicate_rate": duplicates / valid_rows if valid_rows else 0.0,
         "phi_residue_rate": phi_rows / valid_rows if valid_rows else 0.0,
         "phi_medical_placeholder_rate": medical_rows / valid_rows if valid_rows else 0.0,
-        "english_rate": languages.get("en", 0) / sampled,
+        # None: every text was too short for langdetect, so language was not measured (not a failure).
+        "english_rate": languages.get("en", 0) / sampled if reservoir else None,
+        "longest_text_chars": max(lengths, default=0),
         "reasoning_rate": with_reasoning / valid_rows if valid_rows else 0.0,
         "preference_consistency": consistent / pairs if pairs else None,
     }
@@ -265,11 +306,19 @@ def check_dataset(
             f"<= {thresholds.max_phi_residue_rate}",
         ),
         (
-            "english_rate",
-            metrics["english_rate"] >= thresholds.min_english_rate,
-            f">= {thresholds.min_english_rate}",
+            "longest_text_chars",
+            metrics["longest_text_chars"] <= thresholds.max_text_chars,
+            f"<= {thresholds.max_text_chars}",
         ),
     ]
+    if metrics["english_rate"] is not None:
+        checks.append(
+            (
+                "english_rate",
+                metrics["english_rate"] >= thresholds.min_english_rate,
+                f">= {thresholds.min_english_rate}",
+            )
+        )
     if inferred_stage >= 2:
         checks.append(
             (
@@ -316,12 +365,17 @@ def check_dataset(
     }
 
 
-def quality_gate(config: StageConfig, directory: str | Path | None = None) -> dict[str, Any]:
-    """The check `thce collect` and `thce pipeline` run on a freshly collected stage: the stage's thresholds
-    over its `train.parquet`; the report is written beside it (`quality_report.json`)."""
+def quality_gate(
+    config: StageConfig, directory: str | Path | None = None, reported_as: str | Path | None = None
+) -> dict[str, Any]:
+    """The check `thce collect` (and so `thce pipeline`) runs on a freshly collected stage: the stage's
+    thresholds over its `train.parquet`; the report is written beside it (`quality_report.json`).
+    `reported_as`: the directory the report should name (collect checks a staging copy of it)."""
     directory = Path(directory) if directory is not None else config.layout.data_dir
     report = check_dataset(directory / "train.parquet", config.stage, config.data.quality, config.seed)
-    (directory / QUALITY_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if reported_as is not None:
+        report["path"] = str(Path(reported_as) / "train.parquet")
+    write_json(directory / QUALITY_REPORT, report)
     return report
 
 
@@ -336,7 +390,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"  PHI residue rate     {m['phi_residue_rate']:.4f} {report['phi_residue']['kinds'] or ''}",
         f"  medical placeholders {report['phi_medical_placeholders']['placeholders']} in "
         f"{report['phi_medical_placeholders']['rows']} rows (placeholders inside clinical phrases)",
-        f"  English (sample {report['language_sample']})  {m['english_rate']:.3f} {dict(list(report['languages'].items())[:4])}",
+        f"  English (sample {report['language_sample']})  {m['english_rate']:.3f} {dict(list(report['languages'].items())[:4])}"
+        if m["english_rate"] is not None
+        else f"  English              not measured (every text is under {MIN_LANGUAGE_CHARS} characters)",
         f"  reasoning present    {m['reasoning_rate']:.4f}",
         f"  text length (chars)  min {length.get('min')} p50 {length.get('p50')} p95 {length.get('p95')} max {length.get('max')}",
     ]

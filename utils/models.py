@@ -71,7 +71,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> ResolvedModel:
         return ResolvedModel(name, target, "embedded-converted")
     raise UserError(
         f"model {name} is neither a local directory nor in the hub cache, and only {EMBEDDED_MODEL_ID} "
-        "ships with THCE; download it first (`hf download {name}`) on a machine with network access"
+        f"ships with THCE; download it first (`hf download {name}`) on a machine with network access"
     )
 
 
@@ -141,17 +141,24 @@ def convert_embedded_model(target: Path) -> None:
 
 def describe_model(resolved: ResolvedModel) -> dict[str, Any]:
     """Facts about a resolved checkpoint read from its files (no weights loaded)."""
-    import json
+    from safetensors import SafetensorError, safe_open
 
-    from safetensors import safe_open
+    from thce.utils.io import read_json
 
-    config = json.loads((resolved.path / "config.json").read_text())
+    config = read_json(resolved.path / "config.json", "model config")
+    if not isinstance(config, dict):
+        raise UserError(f"{resolved.path / 'config.json'}: expected a JSON object (a model config)")
     files = sorted(resolved.path.glob("*.safetensors"))
     n_params = 0
     for file in files:
-        with safe_open(file, framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                n_params += _numel(handle.get_slice(key).get_shape())
+        try:
+            with safe_open(file, framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                    n_params += _numel(handle.get_slice(key).get_shape())
+        except (SafetensorError, OSError) as err:
+            raise UserError(
+                f"{file}: not a readable safetensors file ({err}); re-save or re-download it"
+            ) from err
     size = sum(f.stat().st_size for f in resolved.path.iterdir() if f.is_file())
     return {
         "name": resolved.name,

@@ -66,8 +66,8 @@ def load_vocabulary(
 ) -> frozenset[str]:
     """The vocabulary from its JSON cache in `cache_dir`, built from `texts()` (the code set) when the cache
     is missing, stale or unreadable."""
-    from thce.utils.code_systems.base import write_atomically
     from thce.utils.code_systems.icd10cm import cache_key
+    from thce.utils.io import write_atomically
 
     path = None
     if cache_dir is not None:

@@ -15,13 +15,13 @@ the current one. `checkpoint_config` reads what a model directory says about its
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from thce.utils.errors import UserError
+from thce.utils.io import read_json, read_yaml
 
 if TYPE_CHECKING:
     from thce.utils.config import StageConfig
@@ -46,8 +46,8 @@ def same_config(saved: str | os.PathLike, config: StageConfig) -> bool:
     if not saved.is_file():
         return False
     try:
-        return yaml.safe_load(saved.read_text(encoding="utf-8")) == config.to_dict()
-    except yaml.YAMLError:
+        return read_yaml(saved, "resolved config") == config.to_dict()
+    except UserError:
         return False  # a damaged copy is not this config
 
 
@@ -124,8 +124,8 @@ def read_training_summary(model_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        summary = read_json(path, "training summary")
+    except UserError:
         return {}
     return summary if isinstance(summary, dict) else {}
 
@@ -139,8 +139,8 @@ def checkpoint_config(model: str | os.PathLike) -> dict[str, Any] | None:
         saved = directory / RESOLVED_CONFIG
         if path.is_dir() and saved.is_file():
             try:
-                raw = yaml.safe_load(saved.read_text(encoding="utf-8"))
-            except yaml.YAMLError:
+                raw = read_yaml(saved, "resolved config")
+            except UserError:
                 return None
             return raw if isinstance(raw, dict) else None
     return None

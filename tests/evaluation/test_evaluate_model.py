@@ -88,7 +88,7 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
         load_records(empty)
     no_codes = tmp_path / "no_codes.jsonl"
     no_codes.write_text(json.dumps({"id": "x", "text": "Hypertension", "codes": []}) + "\n")
-    with pytest.raises(UserError, match=r"line 1: field 'codes'"):
+    with pytest.raises(UserError, match=r"no_codes.jsonl:1: field 'codes'"):
         load_records(no_codes)
     with pytest.raises(UserError, match="not a model checkpoint"):
         evaluate(tmp_path, RECORDS, tmp_path / "x.json")
@@ -96,7 +96,7 @@ def test_bad_inputs(tmp_path, tiny_checkpoint):
     old.write_text(json.dumps({"format": "thce-eval", "format_version": 0, "metrics": {}}))
     with pytest.raises(UserError, match="format version 0"):
         compare(old, old)
-    with pytest.raises(UserError, match="not valid JSON"):
+    with pytest.raises(UserError, match="malformed JSON"):
         compare(RECORDS, RECORDS)
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps({"accuracy": 0.5}))

@@ -36,9 +36,14 @@ def test_trie_holds_exactly_the_codes(tokenizer):
 def test_cached_trie_is_reused(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("THCE_HOME", str(tmp_path))
     first = load_code_trie("ICD10", tokenizer, CODES)
-    assert len(list((tmp_path / "tries").glob("*.pickle"))) == 1
+    assert len(list((tmp_path / "tries").glob("*.json"))) == 1
     second = load_code_trie("ICD10", tokenizer, CODES)
     assert second.children == first.children
+    # The cache is plain JSON: a foreign or truncated file is rebuilt, never executed.
+    (cached,) = (tmp_path / "tries").glob("*.json")
+    cached.write_bytes(b"\x80\x04K\x01.")  # a pickle, not JSON
+    assert load_code_trie("ICD10", tokenizer, CODES).children == first.children
+    assert cached.read_bytes().startswith(b"{")
 
 
 def test_forced_grammar_walk(tokenizer):

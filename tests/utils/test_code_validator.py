@@ -470,7 +470,7 @@ def test_cache_round_trip_gives_the_same_tables(tmp_path):
     from thce.utils.code_systems.icd10cm import load_tables, shared_tables
 
     built = load_tables(tmp_path)
-    cached = list(tmp_path.glob("icd10cm-*.pickle"))
+    cached = list(tmp_path.glob("icd10cm-*.json"))
     assert len(cached) == 1
     reloaded = load_tables(tmp_path)
     assert reloaded.codes == built.codes == shared_tables().codes

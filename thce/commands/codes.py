@@ -136,12 +136,12 @@ def _validate_file(
 ) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from thce.utils.code_systems.base import write_atomically
     from thce.utils.code_validator import validate_records
-    from thce.utils.errors import UserError
+    from thce.utils.io import check_input_file, check_output, write_json
 
-    if not file.is_file():
-        raise UserError(f"records file {file} does not exist")
+    check_input_file(file, "records file")
+    report_path = report_path or file.with_name(f"{file.stem}.validation.json")
+    check_output(report_path, [file, *code_files.values()], "--report")
     files = {name: path for name, path in code_files.items() if path is not None}
     with Progress(
         TextColumn("validating {task.description}"),
@@ -153,9 +153,8 @@ def _validate_file(
     ) as progress:
         task = progress.add_task(file.name, total=file.stat().st_size)
         result = validate_records(file, files, on_progress=lambda n: progress.advance(task, n))
-    report_path = report_path or file.with_name(f"{file.stem}.validation.json")
     data = result.to_dict()
-    write_atomically(report_path, json.dumps(data, indent=2, ensure_ascii=False).encode())
+    write_json(report_path, data)
     if json_output:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:

@@ -24,38 +24,35 @@ def generate(
     ] = None,
     entries: Annotated[
         int | None,
-        typer.Option("--entries", "-n", help="Records per synthetic source (default: the config's)."),
+        typer.Option("--entries", "-n", min=1, help="Records per synthetic source (default: the config's)."),
     ] = None,
     overrides: SetOption = None,
 ) -> None:
     """Generate the config's synthetic sources as canonical (or preference) JSONL records."""
     import json
-    import os
 
     from tqdm import tqdm
 
     from thce.data.synthetic_generation import generate_records
     from thce.utils.errors import UserError
+    from thce.utils.io import atomic_file, check_output
 
     stage_config = _load(config, overrides)
     sources = [s for s in stage_config.data.sources if s.kind == "synthetic"]
     if not sources:
         raise UserError(f"{config}: no synthetic source in data.sources")
     target = output or Path(f"data/raw/stage_{stage_config.stage}_synthetic.jsonl")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
+    check_output(target, [config], "--output")
     written = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for source in sources:
-                count = entries if entries is not None else source.entries or 0
-                records = generate_records(source.generator, count, stage_config.seed, source.options)
-                for record in tqdm(records, total=count, desc=source.generator, unit="rec"):
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    written += 1
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(target) as handle:
+        for source in sources:
+            count = entries if entries is not None else source.entries
+            if count is None:
+                raise UserError(f"{config}: synthetic source {source.generator} has no 'entries'; pass -n N")
+            records = generate_records(source.generator, count, stage_config.seed, source.options)
+            for record in tqdm(records, total=count, desc=source.generator, unit="rec"):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
     typer.echo(f"wrote {written} records to {target}")
 
 
@@ -72,20 +69,26 @@ def collect(
     ] = False,
     overrides: SetOption = None,
 ) -> None:
-    """Read, preprocess, split and shuffle the config's sources into data/artefacts/stage_N_final/."""
+    """Read, preprocess, split and shuffle the config's sources into data/artefacts/stage_N_final/.
+
+    The quality checks run before the new dataset replaces the previous one: a failing check leaves the
+    previous dataset as it was and exits 1."""
+    from thce.data.data_collection import QualityGateFailed
     from thce.data.data_collection import collect as run_collect
     from thce.data.data_collection import push_to_hub as upload
-    from thce.utils.data_quality import format_summary, quality_gate
+    from thce.utils.data_quality import format_summary
 
     stage_config = _load(config, overrides)
-    result = run_collect(stage_config, output_dir)
+    try:
+        result = run_collect(stage_config, output_dir, quality=not skip_quality)
+    except QualityGateFailed as failed:
+        typer.echo(format_summary(failed.report))
+        typer.echo(f"thce: error: {failed}", err=True)
+        raise typer.Exit(1) from failed
     splits = result.metadata["splits"]
     typer.echo(f"wrote {result.output_dir}: " + ", ".join(f"{k} {v}" for k, v in splits.items()))
-    if not skip_quality:
-        report = quality_gate(stage_config, result.output_dir)
-        typer.echo(format_summary(report))
-        if not report["passed"]:
-            raise typer.Exit(1)
+    if result.quality is not None:
+        typer.echo(format_summary(result.quality))
     if push_to_hub:
         typer.echo(f"uploaded to {upload(result.output_dir, push_to_hub)}")
 
@@ -126,22 +129,25 @@ def quality(
     Exits 1 when a configured threshold fails."""
     import json
 
-    from thce.utils.config import QualityConfig
-    from thce.utils.data_quality import check_dataset, format_summary
+    from thce.utils.data_quality import check_dataset, format_summary, quality_thresholds
     from thce.utils.errors import UserError
+    from thce.utils.io import check_output, write_json
 
     if config is None and input_path is None:
         raise UserError("quality needs --config or --input")
-    stage, thresholds, seed = None, QualityConfig(), 42
+    stage, seed = None, 42
     target = input_path
     if config is not None:
         stage_config = _load(config, overrides)
         stage, thresholds, seed = stage_config.stage, stage_config.data.quality, stage_config.seed
         target = target or Path(stage_config.data.output_dir) / "train.parquet"
+    else:
+        thresholds = quality_thresholds(overrides or [])
+    if report_path:
+        check_output(report_path, [target, config], "--report")
     report = check_dataset(target, stage, thresholds, seed)
     if report_path:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(report_path, report)
     typer.echo(json.dumps(report, indent=2) if json_output else format_summary(report))
     if not report["passed"]:
         raise typer.Exit(1)

@@ -1,7 +1,7 @@
 """`thce predict`, `thce evaluate`, `thce baseline`, `thce compare`: inference and evaluation verbs."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -36,18 +36,25 @@ def predict(
     force_format: Annotated[
         bool, typer.Option("--force-format/--free-format", help="Force the answer lines.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 32,
-    precision: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
-    max_new_tokens: Annotated[int | None, typer.Option(help="Default 32 (256 for reasoning models).")] = None,
-    num_beams: Annotated[int, typer.Option(help="Beam search width (ranks candidates).")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 32,
+    precision: Annotated[
+        Literal["auto", "bf16", "fp16", "fp32"], typer.Option(help="Compute precision.")
+    ] = "auto",
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Default 32 (256 for reasoning models).")
+    ] = None,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam search width (ranks candidates).")] = 1,
 ) -> None:
     """Predict codes: prints the seed's JSON ({"code", "reasoning", "confidence"} plus "codes")."""
     import json
 
     from thce.inference.predict_records import predict_records, read_text_records, write_predictions
     from thce.inference.predictor import Predictor
+    from thce.utils.io import check_output
 
     records = read_text_records(input_file, texts or [])
+    if output is not None:
+        check_output(output, [input_file], "--output")
     predictor = Predictor(
         model, precision, constrain, force_format=force_format, batch_size=batch_size,
         max_new_tokens=max_new_tokens, num_beams=num_beams,
@@ -70,7 +77,9 @@ def evaluate(
         Path | None, typer.Option("--output", "-o", help="Results JSON (default results/stage_N_eval.json).")
     ] = None,
     overrides: SetOption = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N records of each dataset.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N records of each dataset.")
+    ] = None,
 ) -> None:
     """Evaluate a model: results JSON, predictions.jsonl, Markdown report and plots."""
     from thce.evaluation.evaluate_model import evaluate as run_evaluation

@@ -7,14 +7,11 @@ of `CodeSystem` and one line in `registry.py`.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from thce.utils.errors import UserError
@@ -111,14 +108,6 @@ class SearchHit:
     code: str
     description: str
     score: float
-
-
-def write_atomically(path: Path, blob: bytes) -> None:
-    """Write to a temporary sibling, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(blob)
-    os.replace(tmp.name, path)
 
 
 def echo(value: object) -> str:

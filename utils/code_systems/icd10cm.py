@@ -14,7 +14,7 @@ reported invalid, with the real code as the first suggestion).
 Valid = the code is a category, subcategory or code in the tabular list; billable = it is a leaf.
 Chapters ("4") and blocks ("E08-E13") are headings, not codes: `describe` shows them, `check` rejects them.
 
-Loading: the first use in a process reads a compact pickle under $THCE_HOME/code_sets (~0.1 s); if it is
+Loading: the first use in a process reads a JSON cache under $THCE_HOME/code_sets (~0.2 s); if it is
 missing or stale, it is built from the package's XML (~2-3 s, once) and written atomically.
 """
 
@@ -24,13 +24,12 @@ import bisect
 import hashlib
 import importlib.metadata
 import importlib.util
-import pickle
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
@@ -44,11 +43,12 @@ from thce.utils.code_systems.base import (
     common_prefix,
     echo,
     edit_distance,
-    write_atomically,
 )
+from thce.utils.errors import UserError
+from thce.utils.io import write_atomically
 
-# Bump when the pickled layout changes, so older caches are rebuilt rather than misread.
-CACHE_SCHEMA = 1
+# Bump when the cached layout changes, so older caches are rebuilt rather than misread (2: JSON, not pickle).
+CACHE_SCHEMA = 2
 CODE_RE = re.compile(r"[A-Z][0-9A-Z]{2}(?:\.[0-9A-Z]{1,4})?")
 BLOCK_RE = re.compile(r"[A-Z][0-9][0-9A-Z]-[A-Z][0-9][0-9A-Z]")
 LEVELS = ("chapter", "block", "category", "subcategory", "code with 7th character")
@@ -93,16 +93,38 @@ class Icd10cmTables:
                 self.children.setdefault(parent, []).append(i)
         self.billable = frozenset(code for code, i in self.index.items() if i not in self.children)
 
-    def payload(self) -> dict[str, Any]:
-        """What goes into the on-disk cache (the indexes are rebuilt on load)."""
-        return {
-            "codes": self.codes,
-            "levels": self.levels,
-            "parents": self.parents,
-            "descriptions": self.descriptions,
-            "notes": self.notes,
-            "seventh": self.seventh,
-        }
+    def to_json(self) -> str:
+        """The on-disk cache: plain JSON (the indexes are rebuilt on load)."""
+        return json.dumps(
+            {
+                "schema": CACHE_SCHEMA,
+                "codes": self.codes,
+                "levels": list(self.levels),
+                "parents": self.parents,
+                "descriptions": self.descriptions,
+                "notes": [
+                    [i, {kind: list(items) for kind, items in n.items()}] for i, n in self.notes.items()
+                ],
+                "seventh": [[i, chars] for i, chars in self.seventh.items()],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, blob: bytes | str) -> Icd10cmTables:
+        """The inverse of `to_json`; raises ValueError (or KeyError/TypeError) on anything else."""
+        data = json.loads(blob)
+        if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA:
+            raise ValueError(f"not a version-{CACHE_SCHEMA} THCE ICD-10-CM cache")
+        return cls(
+            data["codes"],
+            bytes(data["levels"]),
+            data["parents"],
+            data["descriptions"],
+            {i: {kind: tuple(items) for kind, items in n.items()} for i, n in data["notes"]},
+            {i: chars for i, chars in data["seventh"]},
+        )
 
 
 def _source_files() -> tuple[str, list[Path]]:
@@ -159,18 +181,18 @@ def build_tables() -> Icd10cmTables:
 
 def load_tables(cache_dir: Path | None) -> Icd10cmTables:
     """Tables from the on-disk cache in `cache_dir`, building and caching them when missing or stale."""
-    path = cache_dir / f"icd10cm-{cache_key()}.pickle" if cache_dir is not None else None
+    path = cache_dir / f"icd10cm-{cache_key()}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
-            return Icd10cmTables(**pickle.loads(path.read_bytes()))
+            return Icd10cmTables.from_json(path.read_bytes())
         except Exception as err:  # a truncated or foreign file: rebuild rather than fail
             logger.warning(f"Ignoring unreadable ICD-10-CM cache {path} ({err}); rebuilding it")
     logger.info("Building the ICD-10-CM tables from simple-icd-10-cm (once; cached afterwards)")
     tables = build_tables()
     if path is not None:
         try:
-            write_atomically(path, pickle.dumps(tables.payload(), protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError as err:  # a read-only home still validates, only more slowly next time
+            write_atomically(path, tables.to_json())
+        except (OSError, UserError) as err:  # a read-only home still validates, only more slowly next time
             logger.warning(f"Could not write the ICD-10-CM cache {path}: {err}")
     return tables
 
