@@ -3,7 +3,8 @@
 Checks (the seed's list of quality checks): schema, code validity rate, text length and language
 (langdetect, on a seeded sample) distribution, reasoning present (stage 2+), preference-pair consistency
 (stage 3: chosen != rejected, chosen valid, rejected differs in codes), duplicate rate, PHI residue (the
-pattern rules of `thce.utils.phi`). `check_dataset` returns a JSON-able report with `passed` and the
+pattern rules of `thce.utils.phi`), and placeholders that replaced medical words (a PHI placeholder inside a
+clinical phrase, "[LOCATION], unspecified": reported, not gated, for review of the scrubber). `check_dataset` returns a JSON-able report with `passed` and the
 failed thresholds; `format_summary` renders it for people.
 """
 
@@ -195,6 +196,7 @@ def check_dataset(
     """Run every check over a dataset file; the report says which thresholds failed."""
     from thce.utils.code_validator import validate_code
     from thce.utils.phi import phi_residue
+    from thce.utils.phi_vocabulary import medical_placeholders
 
     thresholds = thresholds or QualityConfig()
     rows = 0
@@ -209,6 +211,8 @@ def check_dataset(
     phi_rows = 0
     phi_kinds: Counter[str] = Counter()
     phi_examples: list[str] = []
+    medical_rows = medical_count = 0
+    medical_examples: list[str] = []
     reservoir: list[str] = []
     rng = random.Random(seed)
     for n, row in enumerate(iter_rows(path)):
@@ -248,6 +252,13 @@ def check_dataset(
             phi_kinds.update(s.kind for s in spans)
             if len(phi_examples) < 5:
                 phi_examples.append(f"row {n}: {spans[0].kind} {spans[0].text!r}")
+        if "[" in text:
+            replaced = medical_placeholders(text)
+            if replaced:
+                medical_rows += 1
+                medical_count += len(replaced)
+                if len(medical_examples) < 5:
+                    medical_examples.append(f"row {n}: {replaced[0]!r}")
         # Reservoir sample for the (slow) language check; very short texts ("Dx: hypospadias") are too
         # short for langdetect to tell, so they are left out of it.
         if len(text) < MIN_LANGUAGE_CHARS:
@@ -270,6 +281,7 @@ def check_dataset(
         "code_validity": codes_valid / codes_total if codes_total else 0.0,
         "duplicate_rate": duplicates / valid_rows if valid_rows else 0.0,
         "phi_residue_rate": phi_rows / valid_rows if valid_rows else 0.0,
+        "phi_medical_placeholder_rate": medical_rows / valid_rows if valid_rows else 0.0,
         # None: every text was too short for langdetect, so language was not measured (not a failure).
         "english_rate": languages.get("en", 0) / sampled if reservoir else None,
         "longest_text_chars": max(lengths, default=0),
@@ -341,6 +353,11 @@ def check_dataset(
         "preference_problems": dict(pair_problems),
         "duplicates": duplicates,
         "phi_residue": {"rows": phi_rows, "kinds": dict(phi_kinds), "examples": phi_examples},
+        "phi_medical_placeholders": {
+            "rows": medical_rows,
+            "placeholders": medical_count,
+            "examples": medical_examples,
+        },
         "schema_errors": schema_errors,
         "checks": [{"check": name, "passed": ok, "threshold": rule} for name, ok, rule in checks],
         "failed": failed,
@@ -371,6 +388,8 @@ def format_summary(report: dict[str, Any]) -> str:
         f"  code validity        {m['code_validity']:.4f} ({report['codes_checked']} codes)",
         f"  duplicate rate       {m['duplicate_rate']:.4f}",
         f"  PHI residue rate     {m['phi_residue_rate']:.4f} {report['phi_residue']['kinds'] or ''}",
+        f"  medical placeholders {report['phi_medical_placeholders']['placeholders']} in "
+        f"{report['phi_medical_placeholders']['rows']} rows (placeholders inside clinical phrases)",
         f"  English (sample {report['language_sample']})  {m['english_rate']:.3f} {dict(list(report['languages'].items())[:4])}"
         if m["english_rate"] is not None
         else f"  English              not measured (every text is under {MIN_LANGUAGE_CHARS} characters)",
@@ -383,6 +402,8 @@ def format_summary(report: dict[str, Any]) -> str:
         )
     for example in report["phi_residue"]["examples"]:
         lines.append(f"  PHI residue: {example}")
+    for example in report["phi_medical_placeholders"]["examples"]:
+        lines.append(f"  medical placeholder: {example}")
     for error in report["schema_errors"][:5]:
         lines.append(f"  schema: {error}")
     verdict = (

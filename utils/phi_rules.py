@@ -3,7 +3,8 @@
 `find_phi(text)` finds SSN, phone, email, MRN, dates, addresses, facilities, titled names such as
 "Dr. Alice Brown" and labelled ones such as "Patient: John Smith"; dates are reduced to their year
 ("03/14/2021" -> "2021"). `thce.utils.data_quality` reuses them as its PHI-residue scan, and
-`thce.utils.phi_scrubber` wraps them as a Presidio recogniser.
+`thce.utils.phi_scrubber` wraps them as two Presidio recognisers: `pattern` (the PHI formats) and
+`name_context` (a person's name known by its context: a title, a suffix, a label, a note's opening).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from thce.utils.phi_tables import (
     COMMON_SURNAME_EPONYMS,
     MEDICAL_EPONYMS,
     MEDICAL_HEAD_NOUNS,
+    MILITARY_POST_OFFICES,
+    MILITARY_SHIP_PREFIXES,
+    MILITARY_STATES,
+    MILITARY_UNIT_WORDS,
+    NAME_LABELS,
+    NAME_OPENING_VERBS,
+    NAME_SUFFIXES,
+    NAME_TITLES,
     NOT_NAMES,
     STREET_SUFFIXES,
 )
@@ -32,7 +41,24 @@ _CAP = r"[A-Z][A-Za-z'’.-]*"
 _FACILITY_WORD = r"[A-Z][A-Za-z'’-]*"  # no dots: "NOS. Hospital course" is two sentences
 _NAME_WORD = r"(?:[A-Z][A-Za-z'’]*[a-z](?:-[A-Z][A-Za-z'’]*[a-z])?|[A-Z]\.)"  # Smith, McDonald, O'Neil, D.
 _NAME = _NAME_WORD + r"(?:[ \t]+(?:(?:de|del|la|van|von|der|da|di|le)[ \t]+)?" + _NAME_WORD + r"){0,3}"
-_NAME_SUFFIX = r"(?:,?[ \t]+(?:Jr\.?|Sr\.?|II|III|IV|MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PhD|DDS|DVM))*"
+
+
+def _alternatives(words: tuple[str, ...]) -> str:
+    """A regex alternation of literal words, longest first (so "emergency contact" beats "contact")."""
+    return (
+        "(?:"
+        + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True))
+        + ")"
+    )
+
+
+_SUFFIX_WORD = _alternatives(NAME_SUFFIXES) + r"(?![\w-])"
+_NAME_SUFFIX = r"(?:,?[ \t]+(?:" + _SUFFIX_WORD + r"|II|III|IV))*"
+_ZIP = r"\d{5}(?:-\d{4})?"
+_CITY_LINE = r"(?:[A-Z][a-z]+[ \t]){0,2}[A-Z][a-z]+,[ \t]*[A-Z]{2}[ \t]+" + _ZIP
+_MILITARY_POST = (
+    _alternatives(MILITARY_POST_OFFICES) + r"[ \t]+" + _alternatives(MILITARY_STATES) + r"[ \t]+" + _ZIP
+)
 _MONTHS = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
     r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
@@ -56,6 +82,8 @@ class _Rule:
     kind: str
     pattern: re.Pattern[str]
     group: str | int = 0  # the part of the match that is PHI (labels such as "MRN:" stay)
+    # Which Presidio recogniser it belongs to: a PHI pattern, or a person's name found by its context.
+    recogniser: str = "pattern"
 
 
 def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
@@ -106,6 +134,9 @@ RULES: tuple[_Rule, ...] = (
     _Rule(
         "DATE", _rx(r"\b" + _MONTHS + r"\s+(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?\b(?!,?\s*(?:19|20)\d{2})")
     ),
+    # Month and year alone ("March 2021", "03/2021") are a date element too; the year stays.
+    _Rule("DATE", _rx(r"\b" + _MONTHS + r",?[ \t]+" + _YEAR + r"\b")),
+    _Rule("DATE", _rx(r"\b(?:0?[1-9]|1[0-2])/" + _YEAR + r"\b")),
     _Rule(
         "DATE",
         _rx(
@@ -121,12 +152,34 @@ RULES: tuple[_Rule, ...] = (
             + r"[ \t]+){0,3}(?:"
             + STREET_SUFFIXES
             + r")\b\.?"
-            r"(?:,?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[\w-]+)?"
+            # "\b" after each word: "Ste" must not take "Stephenmouth" as its number.
+            r"(?:,?[ \t]+(?:Apt\b\.?|Apartment\b|Suite\b|Ste\b\.?|Unit\b|#)[ \t]*[\w-]+)?"
             r"(?:,?\s+(?:[A-Z][a-z]+[ \t]){0,2}[A-Z][a-z]+,[ \t]*[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?)?"
         ),
     ),
-    _Rule("ADDRESS", _rx(r"\b(?:[A-Z][a-z]+[ \t]){0,2}[A-Z][a-z]+,[ \t]*[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?\b")),
-    _Rule("ADDRESS", _rx(r"(?i:\bP\.?\s?O\.?\s+Box)\s+\d+\b")),
+    _Rule("ADDRESS", _rx(r"\b" + _CITY_LINE + r"\b")),
+    _Rule(
+        "ADDRESS",
+        _rx(
+            r"(?i:\bP\.?[ \t]?O\.?[ \t]*Box|\bPost[ \t]+Office[ \t]+Box)[ \t]*#?[ \t]*\d+\b(?:,?\s+"
+            + _CITY_LINE
+            + r")?"
+        ),
+    ),
+    # Military and unit addresses: "PSC 9703, Box 7600, APO AP 57773", "USS Kelly, FPO AP 47434".
+    _Rule(
+        "ADDRESS",
+        _rx(
+            r"\b(?:"
+            + _alternatives(MILITARY_UNIT_WORDS)
+            + r"[ \t]+\d{1,5},?[ \t]+Box[ \t]+\d{1,5}|"
+            + _alternatives(MILITARY_SHIP_PREFIXES)
+            + r"(?:[ \t]+[A-Z][A-Za-z'’.-]*){1,3})(?:,?\s+"
+            + _MILITARY_POST
+            + r")?\b"
+        ),
+    ),
+    _Rule("ADDRESS", _rx(r"\b" + _MILITARY_POST + r"\b")),
     _Rule(
         "FACILITY",
         _rx(
@@ -138,36 +191,34 @@ RULES: tuple[_Rule, ...] = (
             r"Rehabilitation[ \t]+Center|Surgery[ \t]+Center|Surgical[ \t]+Center|Urgent[ \t]+Care|Care[ \t]+Center)\b"
         ),
     ),
+    # Names found by their context (the `name_context` recogniser): a title before, a suffix after, a
+    # label before ("Patient:", "Discharge summary for"), or an opening of a note or sentence after.
     _Rule(
         "NAME",
-        _rx(r"\b(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Nurse)\.?[ \t]+(?P<phi>" + _NAME + r")" + _NAME_SUFFIX),
+        _rx(r"\b" + _alternatives(NAME_TITLES) + r"\.?[ \t]+(?P<phi>" + _NAME + r")" + _NAME_SUFFIX),
         "phi",
+        "name_context",
     ),
+    _Rule("NAME", _rx(r"\b(?P<phi>" + _NAME + r"),?[ \t]+" + _SUFFIX_WORD), "phi", "name_context"),
     _Rule(
-        "NAME", _rx(r"\b(?P<phi>" + _NAME + r"),?[ \t]+(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PhD|DDS)\b"), "phi"
+        "NAME",
+        _rx(r"(?i:\b" + _alternatives(NAME_LABELS) + r"\s*[:,-]?[ \t]+)(?P<phi>" + _NAME + r")"),
+        "phi",
+        "name_context",
     ),
     _Rule(
         "NAME",
         _rx(
-            r"(?i:\b(?:patient(?:['’]s)?(?: name)?|pt(?: name)?|name|seen by|attending|physician|provider|"
-            r"referred by|signed by|dictated by|son|daughter|wife|husband|spouse|mother|father|contact|"
-            r"emergency contact|guardian|caregiver|accompanied by|discussed with|reviewed with|spoke with)\s*[:,-]?[ \t]+)(?P<phi>"
-            + _NAME
-            + r")"
-        ),
-        "phi",
-    ),
-    # A note that opens "John Smith is a 54-year-old ..." or "John Smith, 54, presents ...".
-    _Rule(
-        "NAME",
-        _rx(
-            r"(?m:^|(?<=[.!?][ \t]))(?P<phi>"
+            r"(?m:^|(?<=[.!?:][ \t]))(?P<phi>"
             + _NAME_WORD
             + r"(?:[ \t]+"
             + _NAME_WORD
-            + r"){1,3})(?=,?[ \t]+(?:is|was|presents|presented)\b|,[ \t]*\d{1,3}\b)"
+            + r"){1,3})(?=,?[ \t]+"
+            + _alternatives(NAME_OPENING_VERBS)
+            + r"\b|,[ \t]*(?:an?[ \t]+)?\d{1,3}\b|,?[ \t]+\(?(?:DOB|MRN|age[ds]?)\b)"
         ),
         "phi",
+        "name_context",
     ),
 )
 
@@ -217,13 +268,12 @@ def _clean_name_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
-def find_phi(text: str) -> list[PhiSpan]:
-    """All PHI spans the pattern rules find in `text`, non-overlapping, in order.
-
-    Pure and fast (no NLP model); `PhiScrubber` adds spaCy's person and place names on top.
-    """
+def rule_spans(text: str, recogniser: str | None = None) -> list[PhiSpan]:
+    """Every span the rules (of one recogniser, or all) find in `text`, overlaps not yet resolved."""
     found: list[PhiSpan] = []
     for rule in RULES:
+        if recogniser is not None and rule.recogniser != recogniser:
+            continue
         for match in rule.pattern.finditer(text):
             start, end = match.span(rule.group)
             if start < 0 or end <= start:
@@ -234,13 +284,65 @@ def find_phi(text: str) -> list[PhiSpan]:
                     continue
                 start, end = cleaned
             found.append(PhiSpan(start, end, rule.kind, text[start:end], _replacement(rule.kind, match)))
-    return resolve_overlaps(found)
+    return found
+
+
+_NAME_PART = re.compile(r"[A-Z][A-Za-z'’-]*[a-z]")
+
+
+def propagate_names(text: str, spans: list[PhiSpan]) -> list[PhiSpan]:
+    """The other mentions, in the same text, of the parts of names already found: a note that opens
+    "Patient: Shaun Castro" and later says "Shaun tolerated the visit" names him twice. A part that reads as
+    an eponym where it stands ("Duane's syndrome" in Duane Cross's note) is left alone."""
+    parts = set()
+    for span in spans:
+        if span.kind == "NAME":
+            for word in _NAME_PART.findall(span.text):
+                word = re.sub(r"['’]s$", "", word)
+                if len(word) > 2 and word.lower() not in NOT_NAMES:
+                    parts.add(word)
+    if not parts:
+        return []
+    alternatives = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
+    found = []
+    for match in re.finditer(r"(?<![\w'’-])(?:" + alternatives + r")(?![\w-])", text):
+        start, end = match.span()
+        if any(s.start <= start < s.end for s in spans) or _EPONYM_CONTEXT.match(text[end:]):
+            continue
+        found.append(PhiSpan(start, end, "NAME", match.group(0), PLACEHOLDERS["NAME"]))
+    return found
+
+
+def find_phi(text: str) -> list[PhiSpan]:
+    """All PHI spans the pattern rules find in `text`, non-overlapping, in order (with the other mentions
+    of the names they found).
+
+    Pure and fast (no NLP model); `PhiScrubber` adds spaCy's person and place names on top.
+    """
+    spans = resolve_overlaps(rule_spans(text))
+    return resolve_overlaps(spans + propagate_names(text, spans))
 
 
 def resolve_overlaps(spans: Iterable[PhiSpan]) -> list[PhiSpan]:
-    """Keep the longest of overlapping spans (earliest on ties), in text order."""
+    """Non-overlapping spans in text order: overlapping spans of one kind that both become its placeholder
+    merge into one (two address rules that share a city, say, leave no tail behind); otherwise the longest
+    wins (earliest on ties)."""
+    merged: list[PhiSpan] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and span.start < last.end
+            and span.kind == last.kind
+            and span.replacement == last.replacement == PLACEHOLDERS[span.kind]
+        ):
+            end = max(last.end, span.end)
+            text = last.text + span.text[last.end - span.start :] if end > last.end else last.text
+            merged[-1] = PhiSpan(last.start, end, last.kind, text, last.replacement)
+        else:
+            merged.append(span)
     chosen: list[PhiSpan] = []
-    for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+    for span in sorted(merged, key=lambda s: (-(s.end - s.start), s.start)):
         if all(span.end <= c.start or span.start >= c.end for c in chosen):
             chosen.append(span)
     return sorted(chosen, key=lambda s: s.start)

@@ -311,3 +311,110 @@ NOT_NAMES = frozenset(
         "nurse",
     ]
 )
+
+# Name-in-context: the words that say the capitalised words beside them are a person's name. Each tuple is
+# both compiled into the rules of `phi_rules` and declared as the context words of its Presidio recogniser.
+NAME_TITLES = ("Dr", "Doctor", "Mr", "Mrs", "Ms", "Miss", "Mx", "Prof", "Nurse")
+NAME_SUFFIXES = ("MD", "M.D.", "DO", "D.O.", "DDS", "DMD", "DVM", "PhD", "RN", "NP", "PA-C", "Jr.", "Sr.")
+NAME_LABELS = (
+    "patient",
+    "patient's",
+    "patient’s",
+    "patient name",
+    "pt",
+    "pt name",
+    "name",
+    "summary for",
+    "note for",
+    "letter for",
+    "report for",
+    "seen by",
+    "attending",
+    "physician",
+    "provider",
+    "referred by",
+    "signed by",
+    "dictated by",
+    "son",
+    "daughter",
+    "wife",
+    "husband",
+    "spouse",
+    "mother",
+    "father",
+    "contact",
+    "emergency contact",
+    "guardian",
+    "caregiver",
+    "accompanied by",
+    "discussed with",
+    "reviewed with",
+    "spoke with",
+)
+# What follows a name that opens a note or a sentence: "Duane Cross, a 34-year-old, ...", "John Smith is a ...".
+NAME_OPENING_VERBS = (
+    "is",
+    "was",
+    "has",
+    "had",
+    "presents",
+    "presented",
+    "reports",
+    "reported",
+    "returns",
+    "returned",
+    "comes",
+    "came",
+    "arrived",
+    "denies",
+    "underwent",
+    "states",
+    "complains",
+    "developed",
+)
+
+# Military and unit postal addresses (the USPS forms): the unit line, the ship, and the APO/FPO/DPO line.
+MILITARY_UNIT_WORDS = ("PSC", "Unit", "CMR")
+MILITARY_SHIP_PREFIXES = ("USS", "USNS", "USNV", "USCGC")
+MILITARY_POST_OFFICES = ("APO", "FPO", "DPO")
+MILITARY_STATES = ("AA", "AE", "AP")
+
+# Words that make a capitalised span an organisation, not a person NER mislabelled as one ("Acme Pharmacy").
+ORGANISATION_WORDS = frozenset(
+    [
+        "associates",
+        "bank",
+        "care",
+        "center",
+        "centre",
+        "city",
+        "clinic",
+        "college",
+        "company",
+        "corp",
+        "corporation",
+        "county",
+        "department",
+        "foundation",
+        "group",
+        "health",
+        "healthcare",
+        "home",
+        "hospital",
+        "inc",
+        "institute",
+        "insurance",
+        "laboratories",
+        "laboratory",
+        "labs",
+        "llc",
+        "medical",
+        "medicaid",
+        "medicare",
+        "pharmacy",
+        "school",
+        "services",
+        "state",
+        "university",
+    ]
+)

@@ -76,3 +76,18 @@ def test_schema_errors_are_reported(tmp_path):
         thresholds=LOOSE,
     )
     assert report["schema_errors"] and not report["passed"]
+
+
+def test_placeholders_that_replaced_medical_words_are_counted_not_gated(tmp_path):
+    rows = [_canonical(i) for i in range(6)]
+    rows.append(_canonical(6, text="Assessment: [LOCATION], unspecified organism. Seen by Dr. [NAME]."))
+    rows.append(_canonical(7, text="History of [NAME]-esophageal reflux disease and non-[NAME] lymphoma."))
+    rows.append(
+        _canonical(8, text="Patient: [NAME], a 54-year-old. Lives at [ADDRESS]. Called [NAME]-Smith.")
+    )
+    report = check_dataset(_write(tmp_path, rows), stage=1, thresholds=LOOSE)
+    counted = report["phi_medical_placeholders"]
+    assert (counted["rows"], counted["placeholders"]) == (2, 3)
+    assert report["metrics"]["phi_medical_placeholder_rate"] == 2 / 9
+    assert report["passed"], report["failed"]
+    assert "medical placeholders 3 in 2 rows" in format_summary(report)
