@@ -45,6 +45,6 @@ def test_every_batch_is_written_and_invalid_codes_dropped(
 def test_bad_format_and_missing_input_leave_nothing_behind(tmp_path, config, records):
     with pytest.raises(UserError, match="--format must be"):
         preprocess_file(config, records, tmp_path / "out.jsonl", "parquet")
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match=r"missing\.jsonl does not exist"):
         preprocess_file(config, tmp_path / "missing.jsonl", tmp_path / "out.jsonl")
     assert not (tmp_path / "out.jsonl").exists()

@@ -22,10 +22,10 @@ def test_records_file_then_plain_texts(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": 1}\n', r"line 1: field 'text' is missing or empty"),
-        ('{"text": "ok"}\n{"text": "  "}\n', r"line 2: field 'text' is missing or empty"),
-        ("not json\n", r"line 1: not valid JSON"),
-        ('["text"]\n', r"line 1: field 'text'"),
+        ('{"id": 1}\n', r"in\.jsonl:1: field 'text' is missing or empty"),
+        ('{"text": "ok"}\n{"text": "  "}\n', r"in\.jsonl:2: field 'text' is missing or empty"),
+        ("not json\n", r"in\.jsonl:1: malformed JSON"),
+        ('["text"]\n', r"in\.jsonl:1: expected a JSON object, got list"),
     ],
 )
 def test_bad_records_name_the_line(tmp_path, content, message):
