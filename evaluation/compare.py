@@ -8,7 +8,7 @@ from typing import Any
 
 from loguru import logger
 
-from thce.evaluation.evaluate_model import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
+from thce.evaluation.results import RESULTS_FORMAT, RESULTS_FORMAT_VERSION
 from thce.utils.errors import UserError
 from thce.utils.io import check_output, read_json, write_atomically
 

@@ -54,7 +54,7 @@ def official_records(samples: int, seed: int) -> list[dict]:
 
 def main(args: argparse.Namespace) -> dict:
     """Build the retriever from `--set` overrides, run it over every dataset, return the figures."""
-    from thce.evaluation.evaluate_model import load_records
+    from thce.evaluation.eval_data import load_records
     from thce.retrieval import RetrievalConfig, get_retriever
     from thce.retrieval.recall import gold_codes, recall_at_k
     from thce.utils.config import apply_override, build_dataclass

@@ -4,12 +4,9 @@ from pathlib import Path
 import pytest
 
 from thce.evaluation.compare import compare
-from thce.evaluation.evaluate_model import (
-    evaluate,
-    evaluate_baseline,
-    load_eval_config,
-    load_records,
-)
+from thce.evaluation.eval_config import load_eval_config
+from thce.evaluation.eval_data import load_records
+from thce.evaluation.evaluate_model import evaluate, evaluate_baseline
 from thce.utils.errors import UserError
 from thce.utils.medical_chat_templates import prepare_model, prepare_tokenizer
 

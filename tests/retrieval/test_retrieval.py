@@ -137,7 +137,7 @@ def test_retrieval_section_rejects_bad_values(tmp_path, retrieval, message):
 
 
 def test_eval_config_has_the_retrieval_section():
-    from thce.evaluation.evaluate_model import load_eval_config
+    from thce.evaluation.eval_config import load_eval_config
 
     assert load_eval_config(overrides=["retrieval.k=20"]).retrieval.k == 20
 

@@ -6,7 +6,8 @@ import json
 import pytest
 import yaml
 
-from thce.evaluation.evaluate_model import default_datasets, default_output
+from thce.evaluation.eval_data import default_datasets
+from thce.evaluation.results import default_output
 from thce.utils.config import load_config, save_resolved_config
 from thce.utils.errors import UserError
 from thce.utils.stage_layout import StageLayout, checkpoint_data_dir, checkpoint_stage, same_config

@@ -82,8 +82,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a model: results JSON, predictions.jsonl, Markdown report and plots."""
+    from thce.evaluation.eval_config import load_eval_config
     from thce.evaluation.evaluate_model import evaluate as run_evaluation
-    from thce.evaluation.evaluate_model import load_eval_config
 
     settings = load_eval_config(config, overrides or [], limit=limit)
     results = run_evaluation(model, dataset or None, output, config=settings, show_progress=True)
