@@ -13,10 +13,8 @@ Memory stays bounded whatever the size: records stream from the sources through 
 spill files, one per shuffle bucket (a seeded hash of the record id picks the bucket); each bucket is
 then shuffled in memory and appended to the parquet file with a fixed row-group size. Only one bucket
 (~25k rows) and a set of 8-byte text hashes (for exact-duplicate removal) are held at once.
-
-Held-out codes: a code is held out when a seeded hash of it falls under `split.heldout_code_fraction`;
-the seed is the stage config's, so stages 1-3 with the same seed hold out the same codes. A record with
-any held-out code never reaches train: it goes to test_unseen (up to the cap) or is dropped.
+Which split a record goes to, held-out codes included, is `thce.data.splits`; the parquet writer and the
+dataset card are `thce.data.dataset_files`.
 
 Everything is written to a temporary directory beside the output, checked by the quality gate, and
 swapped into place only then (`thce.utils.io.staged_directory`), so a failed or failing run leaves the
@@ -26,45 +24,27 @@ previous `stage_N_final` intact; a directory THCE did not write is never replace
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from thce.data.preprocess_medical import (
-    Preprocessor,
-    answer_codes,
-    log_invalid,
-    to_canonical_test_record,
-    to_trainer_row,
-)
+from thce.data.dataset_files import dataset_card, write_parquet
+from thce.data.preprocess_medical import Preprocessor, log_invalid
 from thce.data.sources import check_source, read_source, source_name
+from thce.data.splits import SplitWriter, shuffled_buckets
 from thce.utils.config import StageConfig
 from thce.utils.errors import UserError
 from thce.utils.io import check_output, staged_directory, write_atomically, write_json
-from thce.utils.schemas import trainer_arrow_schema
 from thce.utils.stage_layout import QUALITY_REPORT
 
 BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 BUCKET_ROWS = 25_000  # target rows per shuffle bucket
-
-
-def _unit_hash(*parts: object) -> float:
-    """A deterministic number in [0, 1) from the parts (independent of PYTHONHASHSEED)."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def is_heldout_code(code: str, seed: int, fraction: float) -> bool:
-    """Whether a code belongs to the held-out set (never in train) for this seed."""
-    return fraction > 0 and _unit_hash("heldout", seed, code) < fraction
 
 
 @dataclass
@@ -72,139 +52,6 @@ class CollectResult:
     output_dir: Path
     metadata: dict[str, Any]
     quality: dict[str, Any] | None = None  # the quality report, when the gate ran
-
-
-class _SplitWriter:
-    """Routes processed records to train buckets, validation, test_seen and test_unseen."""
-
-    def __init__(self, config: StageConfig, workdir: Path, n_buckets: int) -> None:
-        self.config = config
-        self.split = config.data.split
-        self.workdir = workdir
-        self.n_buckets = n_buckets
-        self.buckets = [
-            open(workdir / f"bucket_{i:04d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-            for i in range(n_buckets)
-        ]
-        self.test_seen = open(workdir / "test_seen.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self.test_unseen = open(workdir / "test_unseen.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self.validation: list[dict[str, Any]] = []
-        self.counts: Counter[str] = Counter()
-        self.heldout_codes: set[str] = set()
-        self.train_codes: Counter[str] = Counter()
-        self.code_systems: Counter[str] = Counter()
-        self.rejection_kinds: Counter[str] = Counter()
-        self.candidate_counts: Counter[str] = Counter()
-
-    def add(self, record: dict[str, Any], retrieved: list[Any] | None = None) -> str:
-        seed = self.config.seed
-        codes = answer_codes(record)
-        heldout = [
-            c["code"] for c in codes if is_heldout_code(c["code"], seed, self.split.heldout_code_fraction)
-        ]
-        if heldout:
-            self.heldout_codes.update(heldout)
-            if self.counts["test_unseen"] < self.split.max_test_records:
-                return self._write_test(self.test_unseen, record, "test_unseen")
-            self.counts["heldout_overflow_dropped"] += 1
-            return "heldout_overflow_dropped"
-        u = _unit_hash("split", seed, record["id"], record["text"])
-        if u < self.split.test_seen_fraction and self.counts["test_seen"] < self.split.max_test_records:
-            return self._write_test(self.test_seen, record, "test_seen")
-        if (
-            u < self.split.test_seen_fraction + self.split.validation_fraction
-            and len(self.validation) < self.split.max_validation_records
-        ):
-            self.validation.append(self._row(record, retrieved))
-            self.counts["validation"] += 1
-            return "validation"
-        bucket = int(_unit_hash("bucket", seed, record["id"]) * self.n_buckets)
-        row = self._row(record, retrieved, count=True)
-        self.buckets[bucket].write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.counts["train"] += 1
-        if "rejection_kind" in row:
-            self.rejection_kinds[row["rejection_kind"]] += 1
-        for code in codes:
-            self.train_codes[code["code"]] += 1
-            self.code_systems[code["system"]] += 1
-        return "train"
-
-    def _row(
-        self, record: dict[str, Any], retrieved: list[Any] | None, count: bool = False
-    ) -> dict[str, Any]:
-        offered = None
-        if retrieved is not None:
-            from thce.data.candidates import with_candidates
-
-            record, offered, counts = with_candidates(
-                record,
-                retrieved,
-                self.config.stage,
-                self.config.seed,
-                self.config.data.candidates,
-                _describe(self.config),
-            )
-            if count:
-                self.candidate_counts.update(counts)
-                self.candidate_counts["examples"] += 1
-        return to_trainer_row(
-            record, self.config.stage, self.config.chat.template, self.config.chat.system_message, offered
-        )
-
-    def _write_test(self, handle: Any, record: dict[str, Any], name: str) -> str:
-        handle.write(json.dumps(to_canonical_test_record(record), ensure_ascii=False) + "\n")
-        self.counts[name] += 1
-        return name
-
-    def close(self) -> None:
-        for handle in [*self.buckets, self.test_seen, self.test_unseen]:
-            handle.close()
-
-
-def _describe(config: StageConfig) -> Any:
-    """How an inserted gold code is described in a prompt: as the retriever describes its candidates."""
-    from thce.retrieval import trim_description
-    from thce.utils.code_validator import get_code_system
-
-    def describe(system: str, code: str) -> str:
-        return trim_description(
-            get_code_system(system).description(code) or "", config.retrieval.description_max_chars
-        )
-
-    return describe
-
-
-def _write_parquet(
-    rows_by_bucket: Iterator[list[dict[str, Any]]], path: Path, stage: int, row_group_size: int
-) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = trainer_arrow_schema(stage)
-    written = 0
-    pending: list[dict[str, Any]] = []
-    # No pandas metadata, no timestamps: the same rows give the same bytes.
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for rows in rows_by_bucket:
-            pending.extend(rows)
-            while len(pending) >= row_group_size:
-                chunk, pending = pending[:row_group_size], pending[row_group_size:]
-                writer.write_table(pa.Table.from_pylist(chunk, schema=schema), row_group_size=row_group_size)
-                written += len(chunk)
-        if pending or written == 0:
-            writer.write_table(pa.Table.from_pylist(pending, schema=schema), row_group_size=row_group_size)
-            written += len(pending)
-    return written
-
-
-def _shuffled_buckets(workdir: Path, n_buckets: int, seed: int) -> Iterator[list[dict[str, Any]]]:
-    for i in range(n_buckets):
-        path = workdir / f"bucket_{i:04d}.jsonl"
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle]
-        random.Random(f"shuffle:{seed}:{i}").shuffle(rows)
-        path.unlink()
-        yield rows
 
 
 class QualityGateFailed(UserError):
@@ -284,7 +131,7 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
     data = config.data
     estimate = sum(_estimated_rows(s) for s in data.sources)
     n_buckets = max(1, math.ceil(estimate / BUCKET_ROWS))
-    writer = _SplitWriter(config, workdir, n_buckets)
+    writer = SplitWriter(config, workdir, n_buckets)
     preprocessor = Preprocessor(data.preprocess, config.stage)
     seen_texts: set[bytes] = set()
     shown_invalid: Counter[str] = Counter()
@@ -379,15 +226,15 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
         bar.close()
         writer.close()
 
-    train_rows = _write_parquet(
-        _shuffled_buckets(workdir, n_buckets, config.seed),
+    train_rows = write_parquet(
+        shuffled_buckets(workdir, n_buckets, config.seed),
         workdir / "train.parquet",
         config.stage,
         data.row_group_size,
     )
     if writer.validation:
         random.Random(f"validation:{config.seed}").shuffle(writer.validation)
-        _write_parquet(
+        write_parquet(
             iter([writer.validation]), workdir / "validation.parquet", config.stage, data.row_group_size
         )
     if data.save_to_disk:
@@ -463,77 +310,3 @@ def _candidate_metadata(config: StageConfig, counts: Counter[str]) -> dict[str, 
         "gold_not_offered": counts["gold_not_offered"],
         "retriever_recall": 1 - counts["gold_missed"] / examples if examples else None,
     }
-
-
-def dataset_card(config: StageConfig, metadata: dict[str, Any]) -> str:
-    """A Markdown dataset card for the artefact directory (and the hub)."""
-    stage = config.stage
-    kind = {1: "non-reasoning SFT", 2: "reasoning SFT", 3: "DPO preference pairs"}[stage]
-    rows = "\n".join(
-        f"| {s['name']} | {s['kind']} | {s['requested'] if s['requested'] is not None else 'all'} | {s['read']} | "
-        f"{s['kept']} | {', '.join(f'{k}: {v}' for k, v in s['dropped'].items()) or '-'} | "
-        f"{'no (PHI-free synthetic)' if s['phi_free'] else 'yes' if s['phi_scrubbed'] else 'no'} |"
-        for s in metadata["sources"]
-    )
-    splits = metadata["splits"]
-    columns = (
-        "prompt, chosen, rejected, id, source, rejection_kind"
-        if stage == 3
-        else "prompt, completion, id, source"
-    )
-    return f"""---
-license: apache-2.0
-language: [en]
-task_categories: [text-generation]
-tags: [medical-coding, icd-10-cm, thce]
-pretty_name: THCE stage {stage} ({kind})
----
-# THCE stage {stage} dataset ({kind})
-
-Clinical narratives paired with ICD-10-CM (and CPT/HCPCS) billing codes, built by `thce collect` from
-`{config.source_path}` (seed {config.seed}). Trainer-ready in TRL's conversational format
-(`train.parquet`, `validation.parquet`: {columns}); evaluation files are canonical THCE records
-(`test_seen.jsonl`: held out of train, in-distribution codes; `test_unseen.jsonl`: codes held out of
-train entirely).
-
-| split | rows |
-| --- | --- |
-| train | {splits["train"]} |
-| validation | {splits["validation"]} |
-| test_seen | {splits["test_seen"]} |
-| test_unseen | {splits["test_unseen"]} |
-
-## Sources
-
-| source | kind | requested | read | kept | dropped | PHI scrubbed |
-| --- | --- | --- | --- | --- | --- | --- |
-{rows}
-
-Synthetic records are generated from the official CDC ICD-10-CM FY2026 tabular list (descriptions,
-inclusion terms, 7th-character meanings, hierarchy and Excludes1 notes); they describe no real patient.
-Every answer code was checked by the THCE code validator (billable ICD-10-CM codes only).
-Duplicates dropped: {metadata["duplicates_dropped"]}; records with invalid codes dropped: {metadata["invalid_dropped"]}.
-Full counts: `dataset_metadata.json`.
-"""
-
-
-def push_to_hub(directory: str | os.PathLike, repo_id: str, private: bool = True) -> str:
-    """Upload an artefact directory as a dataset repo; a clear UserError without a token or network."""
-    from huggingface_hub import HfApi, get_token
-
-    token = get_token()
-    if not token:
-        raise UserError(
-            "--push-to-hub needs a Hugging Face token: set HF_TOKEN (e.g. in .env) or run `hf auth login`"
-        )
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError("--push-to-hub: HF_HUB_OFFLINE=1 is set; unset it to upload")
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(directory), repo_id=repo_id, repo_type="dataset")
-    except Exception as err:  # connection, auth and HTTP errors alike
-        raise UserError(
-            f"--push-to-hub {repo_id}: the hub is unreachable or refused the upload ({type(err).__name__}: {err})"
-        ) from err
-    return f"https://huggingface.co/datasets/{repo_id}"

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from thce.data.data_collection import collect, is_heldout_code
+from thce.data.data_collection import collect
+from thce.data.splits import is_heldout_code
 from thce.utils.config import load_config
 from thce.utils.data_quality import parse_answer_codes
 from thce.utils.errors import UserError

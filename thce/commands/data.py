@@ -75,7 +75,7 @@ def collect(
     previous dataset as it was and exits 1."""
     from thce.data.data_collection import QualityGateFailed
     from thce.data.data_collection import collect as run_collect
-    from thce.data.data_collection import push_to_hub as upload
+    from thce.data.dataset_files import push_to_hub as upload
     from thce.utils.data_quality import format_summary
 
     stage_config = _load(config, overrides)
