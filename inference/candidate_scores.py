@@ -29,8 +29,27 @@ def score_first_code(
     prefixes: Sequence[str],
     candidates: Sequence[Sequence[str]],
     device: str = "cpu",
+    max_rows: int = 64,
 ) -> list[list[float]]:
-    """Sum of the log-probabilities of each candidate code's tokens (`" " + code`) after its prefix."""
+    """Sum of the log-probabilities of each candidate code's tokens (`" " + code`) after its prefix. The
+    prompt's KV cache is repeated once per candidate, so prefixes go `max_rows` (prefix x candidate) rows
+    at a time: memory stays bounded whatever the batch."""
+    width = max((len(c) for c in candidates), default=0)
+    step = max(1, max_rows // max(width, 1))
+    if len(prefixes) > step:
+        return [
+            row
+            for start in range(0, len(prefixes), step)
+            for row in _score_chunk(
+                model, tokenizer, prefixes[start : start + step], candidates[start : start + step], device
+            )
+        ]
+    return _score_chunk(model, tokenizer, prefixes, candidates, device)
+
+
+def _score_chunk(
+    model: Any, tokenizer: Any, prefixes: Sequence[str], candidates: Sequence[Sequence[str]], device: str
+) -> list[list[float]]:
     import torch
 
     rows = len(prefixes)

@@ -232,8 +232,25 @@ class Predictor:
         """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`)."""
         from thce.inference.candidate_scores import first_code_prefix, rerank_first_code, score_first_code
 
-        rows = [i for i, o in enumerate(offered) if o]
-        codes = [[_get(c, "code") for c in offered[i] if _get(c, "system") == "ICD10"] for i in rows]  # type: ignore[union-attr]
+        offered_codes = {
+            i: [_get(c, "code") for c in o if _get(c, "system") == "ICD10"]
+            for i, o in enumerate(offered)
+            if o
+        }
+        # Fusion adds -weight * log(rank) to the model's score. Where the model's greedy first code is the
+        # retriever's first, both terms favour it (up to greedy vs. whole-code scoring), so fusion only scores
+        # the rows where they disagree: scoring is a second prefill, and most rows agree.
+        rows = [
+            i
+            for i, row_codes in offered_codes.items()
+            if row_codes
+            and not (
+                self.rerank == "fusion"
+                and results[i]["codes"]
+                and results[i]["codes"][0]["code"] == row_codes[0]
+            )
+        ]
+        codes = [offered_codes[i] for i in rows]
         prefixes = [prompts[i] + (first_code_prefix(results[i]["raw"]) or "ICD10:") for i in rows]
         scores = score_first_code(self.model, self.tokenizer, prefixes, codes, self.device)
         for i, row_codes, row_scores in zip(rows, codes, scores, strict=True):

@@ -26,6 +26,10 @@ def test_cached_scores_equal_full_forward_scores(tiny_llama, smollm2_tokenizer):
             logprobs = torch.log_softmax(logits, -1)
             expected = sum(logprobs[len(ids) - 1 + j, t].item() for j, t in enumerate(code_ids))
             assert score == pytest.approx(expected, abs=1e-3)
+    # scored two (prefix x candidate) rows at a time: the same scores
+    chunked = score_first_code(tiny_llama, smollm2_tokenizer, prefixes, candidates, max_rows=2)
+    for chunk_row, row in zip(chunked, scores, strict=True):
+        assert chunk_row == pytest.approx(row, abs=1e-4)
 
 
 def test_fusion_and_rerank():

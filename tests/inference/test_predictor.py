@@ -135,6 +135,10 @@ def test_rerank_puts_the_best_scored_offered_code_first(tiny_llama, smollm2_toke
     )
     results = predictor.predict(TEXTS[:2], candidates=offered)
     for result, offer in zip(results, offered, strict=True):
+        if mode == "fusion" and "candidate_scores" not in result:
+            # the model wrote the retriever's first code: fusion keeps it without scoring the row
+            assert result["code"] == offer[0]["code"]
+            continue
         scores = result["candidate_scores"]
         assert list(scores) == [c["code"] for c in offer]
         fused = {
