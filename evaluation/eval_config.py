@@ -25,10 +25,9 @@ class EvalConfig:
     force_format: bool = True
     max_codes: int = 5
     think_budget: int | None = bounded(None, 0)
-    rerank: Literal["none", "model", "fusion"] = (
-        "none"  # with candidates: re-choose the first code (Predictor)
-    )
-    fusion_weight: float = 1.0  # rerank=fusion: weight of the retriever's -log(rank) prior
+    # with candidates: re-choose the first code (Predictor); null: the model's retrieval section's setting
+    rerank: Literal["none", "model", "fusion"] | None = None
+    fusion_weight: float | None = None  # rerank=fusion: weight of the retriever's -log(rank) prior
     baselines: list[str] = field(default_factory=lambda: ["random", "keyword", "most_frequent", "rule_based"])
     train_data: str | None = None
     bootstrap_resamples: int = 1000

@@ -65,6 +65,7 @@ class Predictor:
         rerank: with candidates, choose the FIRST answer code again after generating: "model" by the
             model's own score of every offered code (`candidate_scores.py`), "fusion" by that score plus
             the retriever's rank as a prior (`fusion_weight` * -log rank); "none" keeps the generated answer.
+            None (and `fusion_weight` None): the retrieval section's `rerank` / `fusion_weight`.
         model, tokenizer: already-loaded objects (tests, the training pipeline); skip loading.
     """
 
@@ -82,8 +83,8 @@ class Predictor:
         think_budget: int | None = None,
         systems: Sequence[str] | None = None,
         retrieval: Any = None,
-        rerank: str = "none",
-        fusion_weight: float = 1.0,
+        rerank: str | None = None,
+        fusion_weight: float | None = None,
         device: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -92,10 +93,8 @@ class Predictor:
 
         from thce.utils.models import resolve_model, select_precision, torch_dtype
 
-        if rerank not in ("none", "model", "fusion"):
+        if rerank not in (None, "none", "model", "fusion"):
             raise UserError(f"rerank must be none, model or fusion (got {rerank!r})")
-        self.rerank = rerank
-        self.fusion_weight = fusion_weight
         if batch_size < 1 or num_beams < 1:
             raise UserError(f"batch_size and num_beams must be at least 1 (got {batch_size}, {num_beams})")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -134,6 +133,10 @@ class Predictor:
         if retrieval is None and model_name_or_path is not None:
             retrieval = checkpoint_retrieval(model_name_or_path)
         self.retrieval = retrieval if retrieval is not None and retrieval.enabled else None
+        self.rerank = rerank or (self.retrieval.rerank if self.retrieval is not None else "none")
+        if fusion_weight is None:
+            fusion_weight = self.retrieval.fusion_weight if self.retrieval is not None else 1.0
+        self.fusion_weight = fusion_weight
         self.retriever = None
         if self.retrieval is not None:
             from thce.retrieval import get_retriever

@@ -40,15 +40,22 @@ def prompts(n: int) -> list[str]:
 
 def bench_candidates(args: argparse.Namespace) -> dict:
     """The retrieval-augmented path: retrieval, prefill and decoding timed apart (module docstring)."""
+    import dataclasses
+
     import torch
 
-    from thce.inference.predictor import Predictor
+    from thce.inference.predictor import Predictor, checkpoint_retrieval
     from thce.retrieval import get_retriever
     from thce.utils.config import RetrievalConfig
     from thce.utils.models import EMBEDDED_MODEL_ID
 
     texts = prompts(args.examples)
-    retrieval = RetrievalConfig(enabled=True, k=args.k)
+    # the checkpoint's own retrieval settings (trimming, rerank), with --k candidates
+    retrieval = dataclasses.replace(
+        (checkpoint_retrieval(args.model) if args.model else None) or RetrievalConfig(),
+        enabled=True,
+        k=args.k,
+    )
     retriever = get_retriever(retrieval)
     predictor = Predictor(
         args.model or EMBEDDED_MODEL_ID,
@@ -62,14 +69,20 @@ def bench_candidates(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     candidates = retriever.retrieve_batch(texts)
     retrieval_s = time.perf_counter() - start
-    predictor.max_new_tokens = 1
+    rerank = predictor.rerank
+    predictor.rerank, predictor.max_new_tokens = "none", 1
     start = time.perf_counter()
     predictor.predict(texts, candidates=candidates)
     prefill_s = time.perf_counter() - start
     predictor.max_new_tokens = args.max_new_tokens
     start = time.perf_counter()
+    predictor.predict(texts, candidates=candidates)
+    generate_s = time.perf_counter() - start
+    predictor.rerank = rerank
+    start = time.perf_counter()
     results = predictor.predict(texts, candidates=candidates)
     full_s = time.perf_counter() - start
+    rerank_s = max(0.0, full_s - generate_s)
     total_s = retrieval_s + full_s
     note_tokens = [len(predictor.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
     prompt_tokens = [
@@ -79,19 +92,22 @@ def bench_candidates(args: argparse.Namespace) -> dict:
     offered = [{c.code for c in cands} for cands in candidates]
     emitted = [(code["code"], i) for i, r in enumerate(results) for code in r["codes"]]
     return {
-        "configuration": f"candidates k={args.k}, {predictor.precision}, batch {args.batch_size}, constrained",
+        "configuration": f"candidates k={args.k}, {predictor.precision}, batch {args.batch_size}, constrained, "
+        f"rerank {rerank}",
         "examples": len(texts),
         "examples_per_second": len(texts) / total_s,
         "seconds": {
             "retrieval": retrieval_s,
             "prefill": prefill_s,
-            "decoding": full_s - prefill_s,
+            "decoding": generate_s - prefill_s,
+            "rerank": rerank_s,
             "total": total_s,
         },
         "share": {
             "retrieval": retrieval_s / total_s,
             "prefill": prefill_s / total_s,
-            "decoding": (full_s - prefill_s) / total_s,
+            "decoding": (generate_s - prefill_s) / total_s,
+            "rerank": rerank_s / total_s,
         },
         "ms_per_note_retrieval": 1000 * retrieval_s / len(texts),
         "mean_note_tokens": sum(note_tokens) / len(note_tokens),

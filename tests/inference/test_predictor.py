@@ -117,6 +117,9 @@ def test_checkpoint_retrieval_settings_are_used(tiny_llama, smollm2_tokenizer, t
     )
     predictor = Predictor(tmp_path, precision="fp32")
     assert predictor.retrieval.k == 3 and predictor.describe()["retrieval"]["k"] == 3
+    # the checkpoint's retrieval section also says how the first code is re-chosen (default: fusion)
+    assert (predictor.rerank, predictor.fusion_weight) == ("fusion", 1.0)
+    assert Predictor(tmp_path, precision="fp32", rerank="none").rerank == "none"
     [result] = predictor.predict(["Type 2 diabetes mellitus without complications"])
     assert len(result["offered"]) == 3
     assert {c["code"] for c in result["codes"]} <= {c["code"] for c in result["offered"]}

@@ -129,6 +129,8 @@ def test_retrieval_section_parses_with_types_and_defaults(tmp_path):
         ({"k": 0}, "retrieval.k must be at least 1"),
         ({"system": "CPT"}, "'retrieval.system' must be one of 'ICD10'"),
         ({"description_max_chars": -1}, "description_max_chars must be 0"),
+        ({"rerank": "vote"}, "'retrieval.rerank' must be one of"),
+        ({"fusion_weight": -1}, "retrieval.fusion_weight must be 0 or more"),
     ],
 )
 def test_retrieval_section_rejects_bad_values(tmp_path, retrieval, message):

@@ -174,8 +174,15 @@ class RetrievalConfig:
     per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
     rrf_c: int = 60  # reciprocal-rank fusion constant: score = sum over lists of 1 / (rrf_c + rank)
     description_max_chars: int = 0  # >0: candidate descriptions cut to this length (middle words) for prompts
+    # After generating, the first code is chosen again among the offered ones (inference/candidate_scores.py):
+    # "fusion" by the model's score of each offered code plus the prior -fusion_weight * log(retriever rank),
+    # "model" by the model's score alone, "none" keeps the generated answer.
+    rerank: Literal["none", "model", "fusion"] = "fusion"
+    fusion_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.fusion_weight < 0:
+            raise UserError(f"retrieval.fusion_weight must be 0 or more (got {self.fusion_weight})")
         for name in ("k", "per_mention", "rrf_c"):
             if getattr(self, name) < 1:
                 raise UserError(f"retrieval.{name} must be at least 1 (got {getattr(self, name)})")
