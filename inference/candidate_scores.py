@@ -36,15 +36,13 @@ def score_first_code(
     at a time: memory stays bounded whatever the batch."""
     width = max((len(c) for c in candidates), default=0)
     step = max(1, max_rows // max(width, 1))
-    if len(prefixes) > step:
-        return [
-            row
-            for start in range(0, len(prefixes), step)
-            for row in _score_chunk(
-                model, tokenizer, prefixes[start : start + step], candidates[start : start + step], device
-            )
-        ]
-    return _score_chunk(model, tokenizer, prefixes, candidates, device)
+    return [
+        row
+        for start in range(0, len(prefixes), step)
+        for row in _score_chunk(
+            model, tokenizer, prefixes[start : start + step], candidates[start : start + step], device
+        )
+    ]
 
 
 def _score_chunk(
