@@ -413,6 +413,8 @@ class CodeConstraintProcessor:
                 rows.append(row)
                 allowed_lists.append(allowed)
         self._states = states
+        # a copy: `generate` keeps the tensor it passes in as the step's raw logits (confidences, reranking)
+        scores = scores.clone()
         if rows:
             # keep the allowed scores, wipe the constrained rows, put the allowed scores back
             columns = torch.cat(allowed_lists)

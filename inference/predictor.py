@@ -218,9 +218,13 @@ class Predictor:
         results: list[dict[str, Any] | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            batch_results = self._predict_batch([prompts[i] for i in batch], [offered[i] for i in batch])
+            batch_results, generation = self._predict_batch(
+                [prompts[i] for i in batch], [offered[i] for i in batch]
+            )
             if self.rerank != "none":
-                self._rerank([prompts[i] for i in batch], [offered[i] for i in batch], batch_results)
+                self._rerank(
+                    [prompts[i] for i in batch], [offered[i] for i in batch], batch_results, generation
+                )
             for index, result in zip(batch, batch_results, strict=True):
                 if offered[index] is not None:
                     result["offered"] = [_candidate_dict(c) for c in offered[index]]
@@ -230,10 +234,22 @@ class Predictor:
         return results  # type: ignore[return-value]
 
     def _rerank(
-        self, prompts: list[str], offered: list[Sequence[Any] | None], results: list[dict[str, Any]]
+        self,
+        prompts: list[str],
+        offered: list[Sequence[Any] | None],
+        results: list[dict[str, Any]],
+        generation: _Generation | None,
     ) -> None:
-        """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`)."""
-        from thce.inference.candidate_scores import first_code_prefix, rerank_first_code, score_first_code
+        """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`).
+        Scoring continues from the generation's own KV cache where the answer wrote its `ICD10:` (greedy
+        decoding); other rows (beam search, no code line) prefill their prompt and `ICD10:` once more."""
+        from thce.inference.candidate_scores import (
+            first_code_prefix,
+            generated_prefixes,
+            rerank_first_code,
+            score_codes,
+            score_first_code,
+        )
 
         offered_codes = {
             i: [_get(c, "code") for c in o if _get(c, "system") == "ICD10"]
@@ -242,7 +258,7 @@ class Predictor:
         }
         # Fusion adds -weight * log(rank) to the model's score. Where the model's greedy first code is the
         # retriever's first, both terms favour it (up to greedy vs. whole-code scoring), so fusion only scores
-        # the rows where they disagree: scoring is a second prefill, and most rows agree.
+        # the rows where they disagree.
         rows = [
             i
             for i, row_codes in offered_codes.items()
@@ -253,11 +269,33 @@ class Predictor:
                 and results[i]["codes"][0]["code"] == row_codes[0]
             )
         ]
-        codes = [offered_codes[i] for i in rows]
-        prefixes = [prompts[i] + (first_code_prefix(results[i]["raw"]) or "ICD10:") for i in rows]
-        scores = score_first_code(self.model, self.tokenizer, prefixes, codes, self.device)
-        for i, row_codes, row_scores in zip(rows, codes, scores, strict=True):
-            result = results[i]
+        spent = {i: self._prefix_tokens(generation, i) for i in rows}
+        cached = [i for i in rows if spent[i] is not None]
+        prefilled = [i for i in rows if spent[i] is None]
+        scores: dict[int, list[float]] = {}
+        if cached:
+            assert generation is not None
+            prefixes = generated_prefixes(
+                generation.cache,
+                generation.prompt_mask,
+                generation.logits,
+                cached,
+                [spent[i] for i in cached],
+            )
+            codes = [offered_codes[i] for i in cached]
+            scores.update(zip(cached, score_codes(self.model, self.tokenizer, prefixes, codes), strict=True))
+        if prefilled:
+            texts = [prompts[i] + (first_code_prefix(results[i]["raw"]) or "ICD10:") for i in prefilled]
+            codes = [offered_codes[i] for i in prefilled]
+            scores.update(
+                zip(
+                    prefilled,
+                    score_first_code(self.model, self.tokenizer, texts, codes, self.device),
+                    strict=True,
+                )
+            )
+        for i in rows:
+            result, row_codes, row_scores = results[i], offered_codes[i], scores[i]
             result["candidate_scores"] = {
                 code: round(score, 4) for code, score in zip(row_codes, row_scores, strict=True)
             }
@@ -269,6 +307,24 @@ class Predictor:
                     result["codes"][0]["code"],
                     result["codes"][0].get("confidence"),
                 )
+
+    def _prefix_tokens(self, generation: _Generation | None, row: int) -> int | None:
+        """How many of the row's generated tokens spell its answer up to the first `ICD10:` exactly, if a
+        later token was generated too (the cache then holds the whole prefix); else None."""
+        from thce.inference.candidate_scores import first_code_prefix
+
+        if generation is None:
+            return None
+        text = ""
+        tokens = generation.tokens[row]
+        for count, token in enumerate(tokens[:-1], start=1):
+            if token == self.eot_id:
+                return None
+            text += self.tokenizer.decode([token], skip_special_tokens=False)
+            prefix = first_code_prefix(text)
+            if prefix is not None:
+                return count if len(prefix) == len(text) else None
+        return None
 
     def _grammars(self, offered: list[Sequence[Any] | None]) -> Any:
         """One grammar for the batch, or one per example restricted to the codes it was offered."""
@@ -300,7 +356,10 @@ class Predictor:
                         f"{window:,} tokens including {self.max_new_tokens} for the answer: shorten or split it"
                     )
 
-    def _predict_batch(self, prompts: list[str], offered: list[Sequence[Any] | None]) -> list[dict[str, Any]]:
+    def _predict_batch(
+        self, prompts: list[str], offered: list[Sequence[Any] | None]
+    ) -> tuple[list[dict[str, Any]], _Generation | None]:
+        """Generate and parse each prompt's answer; with greedy decoding also return what reranking reuses."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -346,7 +405,10 @@ class Predictor:
             else:
                 best["candidates"] = [{"system": c["system"], "code": c["code"]} for c in best["codes"]]
             results.append(best)
-        return results
+        if beams > 1:
+            return results, None
+        cache = getattr(output, "cache", None) or output.past_key_values
+        return results, _Generation(cache, encoded["attention_mask"], output.logits, generated.tolist())
 
     def _decode(self, tokens: list[int], logprobs: list[float]) -> dict[str, Any]:
         """Decode one answer (special tokens kept, so `<think>` survives), parse it, attach confidences."""
@@ -370,6 +432,17 @@ class Predictor:
         _attach_confidences(result, pieces, logprobs)
         result["generated_tokens"] = len(pieces)
         return result
+
+
+@dataclasses.dataclass
+class _Generation:
+    """What a greedy `generate` call leaves for reranking: its KV cache, prompt mask, raw logits per step
+    and each row's new tokens."""
+
+    cache: Any
+    prompt_mask: Any
+    logits: Sequence[Any]
+    tokens: list[list[int]]
 
 
 def _token_logprobs(model: Any, output: Any, generated: Any) -> Any:

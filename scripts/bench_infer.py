@@ -8,7 +8,8 @@ k candidates retrieved from the whole code set, listed in the prompt, decoding c
 Reports examples/s with the time split into retrieval, prefill (a run with one new token: the prompt's
 forward pass, the per-note grammars and the first step) and decoding (the rest of a full run).
 
-Real SmolLM2-135M-Instruct (the embedded copy), ~90-token chat prompts, at most 12 new tokens, greedy.
+Real SmolLM2-135M-Instruct (the embedded copy), ~90-token chat prompts, at most 12 new tokens (with
+`--candidates` the predictor's default, 32), greedy.
 Rows: naive (fp32, one prompt at a time, unconstrained); THCE default (device precision, batch 32,
 constrained); the same without the constraint; fp32 batch 32 unconstrained (precision's share).
 One warm-up batch per configuration is excluded from the timings. Prints a table and JSON.
@@ -24,13 +25,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FINDINGS = [
     "Patient is a {age}-year-old with a history of poorly controlled type 2 diabetes mellitus presenting "
-    "for routine follow-up; reports polyuria and fatigue, HbA1c 9.1%, no neuropathy or retinopathy noted; metformin continued and foot examination was normal today.",
+    "for routine follow-up; reports polyuria and fatigue, HbA1c 9.1%, no neuropathy or retinopathy noted; metformin continued and foot examination was normal today. Blood pressure 128/76 and BMI 31; lipid panel ordered, dietary counselling given, and a return visit booked in three months with a repeat HbA1c.",
     "{age}-year-old presents with three days of productive cough, fever to 38.9 C and right basal "
-    "crackles; chest radiograph shows right lower lobe consolidation consistent with pneumonia; oxygen saturation 93% on room air, started on antibiotics.",
+    "crackles; chest radiograph shows right lower lobe consolidation consistent with pneumonia; oxygen saturation 93% on room air, started on antibiotics. No recent travel or sick contacts; white cell count 14.2 with neutrophilia; amoxicillin-clavulanate started, review in 48 hours or sooner if breathless.",
     "Follow-up of essential hypertension in a {age}-year-old; home readings 150s/90s despite lisinopril, "
-    "no chest pain or headache, renal function normal, counselled on diet and adherence; amlodipine added and recheck planned in four weeks.",
+    "no chest pain or headache, renal function normal, counselled on diet and adherence; amlodipine added and recheck planned in four weeks. ECG shows sinus rhythm without left ventricular hypertrophy; potassium 4.3, creatinine 78; home monitoring to continue twice daily.",
     "{age}-year-old fell from standing height at home and has a shortened, externally rotated right leg; "
-    "imaging confirms a displaced fracture of the right femoral neck, initial encounter; orthopaedics consulted for operative fixation tomorrow.",
+    "imaging confirms a displaced fracture of the right femoral neck, initial encounter; orthopaedics consulted for operative fixation tomorrow. No head strike or loss of consciousness; analgesia given, neurovascular status intact distally, and venous thromboembolism prophylaxis started.",
 ]
 
 
@@ -60,7 +61,7 @@ def bench_candidates(args: argparse.Namespace) -> dict:
     predictor = Predictor(
         args.model or EMBEDDED_MODEL_ID,
         batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens or None,  # the predictor's default: room for a whole code line
         retrieval=retrieval,
     )
     warm = texts[: args.batch_size]
@@ -69,12 +70,12 @@ def bench_candidates(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     candidates = retriever.retrieve_batch(texts)
     retrieval_s = time.perf_counter() - start
-    rerank = predictor.rerank
+    rerank, max_new_tokens = predictor.rerank, predictor.max_new_tokens
     predictor.rerank, predictor.max_new_tokens = "none", 1
     start = time.perf_counter()
     predictor.predict(texts, candidates=candidates)
     prefill_s = time.perf_counter() - start
-    predictor.max_new_tokens = args.max_new_tokens
+    predictor.max_new_tokens = max_new_tokens
     start = time.perf_counter()
     predictor.predict(texts, candidates=candidates)
     generate_s = time.perf_counter() - start
@@ -125,7 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--naive-examples", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="default 12, or with --candidates the predictor's own (32: a 7-character code line is 14 tokens)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--candidates", action="store_true", help="the retrieval-augmented path only")
     parser.add_argument("--k", type=int, default=10, help="candidates per note (with --candidates)")
@@ -142,6 +148,7 @@ def main() -> None:
               f"(note {summary['mean_note_tokens']:.0f})")  # fmt: skip
         print(json.dumps(summary, indent=2))
         return
+    args.max_new_tokens = args.max_new_tokens or 12
 
     import torch
 

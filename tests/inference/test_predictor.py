@@ -24,7 +24,8 @@ def test_constrained_random_model_emits_only_billable_codes(tiny_llama, smollm2_
     assert all(
         c["system"] == "ICD10" and validate_code(c["code"], "ICD10", require_billable=True) for c in codes
     )
-    assert all(0 <= r["confidence"] <= 1 for r in results)
+    # confidences come from the raw logits, not the constrained ones: a random model is never confident
+    assert all(0 <= r["confidence"] < 1e-6 for r in results)
 
     free = Predictor(
         model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", constrained=False, batch_size=64
@@ -150,3 +151,29 @@ def test_rerank_puts_the_best_scored_offered_code_first(tiny_llama, smollm2_toke
         }
         assert result["codes"][0]["code"] == max(fused, key=fused.get) == result["code"]
         assert {c["code"] for c in result["codes"]} <= set(scores)
+
+
+def test_rerank_scores_continue_from_the_generation_cache(tiny_llama, smollm2_tokenizer):
+    """Greedy rows are scored from generate's own KV cache (no second prefill): each score equals a plain
+    forward pass over the prompt, the tokens the model generated up to `ICD10:`, and the code."""
+    import torch
+
+    offered = [_offered(["E11.9", "E11.65", "I10"]), _offered(["S72.001A", "S72.002A"])]
+    predictor = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", rerank="model")
+    prompts = [predictor.prompt(text, offer) for text, offer in zip(TEXTS[:2], offered, strict=True)]
+    results, generation = predictor._predict_batch(prompts, offered)
+    spent = [predictor._prefix_tokens(generation, row) for row in range(2)]
+    assert all(n is not None for n in spent)  # the forced answer format writes `ICD10:` first
+    predictor._rerank(prompts, offered, results, generation)
+    for row, prompt in enumerate(prompts):
+        prefix = (
+            smollm2_tokenizer(prompt, add_special_tokens=False).input_ids
+            + generation.tokens[row][: spent[row]]
+        )
+        for code, score in results[row]["candidate_scores"].items():
+            code_ids = smollm2_tokenizer(f" {code}", add_special_tokens=False).input_ids
+            with torch.no_grad():
+                logits = tiny_llama(torch.tensor([prefix + code_ids])).logits[0].float()
+            logprobs = torch.log_softmax(logits, -1)
+            expected = sum(logprobs[len(prefix) - 1 + j, t].item() for j, t in enumerate(code_ids))
+            assert score == pytest.approx(expected, abs=1e-3)
