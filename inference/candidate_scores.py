@@ -28,51 +28,51 @@ def first_code_prefix(raw: str, system: str = "ICD10") -> str | None:
 
 @dataclasses.dataclass
 class Prefixes:
-    """Where scoring continues from: the KV cache of each row's prefix (prompt plus the answer up to its first
-    `ICD10:`), which cache row holds it, and the log-probabilities of the code's first token."""
+    """Where scoring continues from. A prefix is the prompt plus the answer up to its first `ICD10:`; the KV
+    cache holds all of it but its last token, which is run again in front of every candidate (its logits
+    give the code's first token)."""
 
-    cache: Any  # the model's KV cache; a prefix may leave gaps (mask 0) and extra rows
+    cache: Any  # the model's KV cache; may have holes (mask 0) and rows or slots a prefix does not use
     rows: list[int]  # cache row of each prefix
-    mask: Any  # (prefixes, cache length): 1 where the prefix has a token
-    next_position: Any  # (prefixes,): position id of the code's first token
-    first_logprobs: Any  # (prefixes, vocab)
+    mask: Any  # (prefixes, cache length): 1 where the prefix has a token in the cache
+    last_token: list[int]  # each prefix's last token
+    last_position: Any  # (prefixes,): its position id
 
 
 def prefill_prefixes(model: Any, tokenizer: Any, prefixes: Sequence[str], device: str = "cpu") -> Prefixes:
-    """Run the prefixes (left-padded) through the model once."""
+    """Run the text prefixes (left-padded), all but their last token, through the model once."""
     import torch
 
     encoded = tokenizer(list(prefixes), return_tensors="pt", padding=True, add_special_tokens=False)
-    mask = encoded["attention_mask"].to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
     with torch.inference_mode():
         out = model(
-            input_ids=encoded["input_ids"].to(device),
-            attention_mask=mask,
-            position_ids=positions,
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=(mask[:, :-1].cumsum(-1) - 1).clamp(min=0),
             use_cache=True,
             logits_to_keep=1,
         )
-    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    return Prefixes(out.past_key_values, list(range(len(prefixes))), mask, mask.sum(-1), first)
+    rows = list(range(len(prefixes)))
+    return Prefixes(out.past_key_values, rows, mask[:, :-1], ids[:, -1].tolist(), mask.sum(-1) - 1)
 
 
-def generated_prefixes(
-    cache: Any, prompt_mask: Any, step_logits: Sequence[Any], rows: Sequence[int], spent: Sequence[int]
-) -> Prefixes:
-    """The prefixes a greedy `generate` call already ran: batch row `rows[i]` wrote its prefix in its first
-    `spent[i]` new tokens. `cache` is the call's KV cache, `prompt_mask` its prompts' attention mask and
-    `step_logits` its raw logits per step. No second prefill: scoring reads the generation's cache."""
+def generated_prefixes(decoded: Any, rows: Sequence[int], spent: Sequence[int]) -> Prefixes:
+    """The prefixes `greedy_decode` already ran (`decoding.py`): batch row `rows[i]` wrote its prefix in its
+    first `spent[i]` new tokens. Scoring reads the decoding's own cache: no second prefill."""
     import torch
 
-    device = prompt_mask.device
-    index = torch.tensor(list(rows), device=device)
-    spent_t = torch.tensor(list(spent), device=device)
-    written = torch.arange(max(spent), device=device)[None, :] < spent_t[:, None]
-    mask = torch.cat([prompt_mask[index], written.long()], dim=1)
-    first = torch.stack([step_logits[n][row] for row, n in zip(rows, spent, strict=True)])
-    next_position = prompt_mask[index].sum(-1) + spent_t
-    return Prefixes(cache, list(rows), mask, next_position, torch.log_softmax(first.float(), dim=-1))
+    # the cache up to the prefix's second-to-last token: the prompt, and the new tokens before it
+    ends = [
+        decoded.slots[row][n - 2] + 1 if n >= 2 else decoded.prompt_width
+        for row, n in zip(rows, spent, strict=True)
+    ]
+    mask = decoded.mask[list(rows), : max(ends)].clone()
+    for i, end in enumerate(ends):
+        mask[i, end:] = 0
+    last = [decoded.tokens[row][n - 1] for row, n in zip(rows, spent, strict=True)]
+    positions = decoded.prompt_tokens[list(rows)] + torch.tensor([n - 1 for n in spent], device=mask.device)
+    return Prefixes(decoded.cache, list(rows), mask, last, positions)
 
 
 def score_codes(
@@ -113,29 +113,38 @@ def score_first_code(
 def _score_chunk(
     model: Any, tokenizer: Any, prefixes: Prefixes, chunk: range, candidates: Sequence[Sequence[str]]
 ) -> list[list[float]]:
-    """One forward pass for a chunk of prefixes: each prefix's row holds all its candidates' tokens side by
-    side after its cached prefix, and a block mask lets each candidate see the prefix and itself only (tree
-    attention), so the cache is read once per prefix instead of copied once per candidate."""
+    """One forward pass for a chunk of prefixes. Each prefix's row holds, after its cache, the trie of its
+    candidates' tokens (rooted at the prefix's last token; codes sharing a start share its nodes), and a mask
+    lets each node see the cache and its own ancestors only (tree attention): the cache is read once per
+    prefix, not copied per candidate, and a shared token is run once."""
     import torch
     from transformers import DynamicCache
 
     rows = len(chunk)
-    width = max((len(c) for c in candidates), default=0)
-    if rows == 0 or width == 0:
+    if rows == 0 or not any(candidates):
         return [[] for _ in candidates]
     device = prefixes.mask.device
-    code_ids = [
-        tokenizer([f" {c}" for c in codes], add_special_tokens=False).input_ids if codes else []
-        for codes in candidates
+    tries = [
+        _CandidateTrie(
+            prefixes.last_token[chunk.start + r],
+            tokenizer([f" {c}" for c in codes], add_special_tokens=False).input_ids,
+        )
+        if codes
+        else _CandidateTrie(prefixes.last_token[chunk.start + r], [])
+        for r, codes in enumerate(candidates)
     ]
-    length = max(len(t) for row in code_ids for t in row)
-    tokens = torch.full((rows, width, length), tokenizer.pad_token_id or 0, dtype=torch.long)
-    valid = torch.zeros((rows, width, length), dtype=torch.bool)
-    for r, row in enumerate(code_ids):
-        for c, sequence in enumerate(row):
-            tokens[r, c, : len(sequence)] = torch.tensor(sequence)
-            valid[r, c, : len(sequence)] = True
-    tokens, valid = tokens.to(device), valid.to(device)
+    width = max(len(trie.tokens) for trie in tries)
+    tokens = torch.full((rows, width), tokenizer.pad_token_id or 0, dtype=torch.long)
+    depth = torch.zeros((rows, width), dtype=torch.long)
+    sees_node = torch.zeros((rows, width, width), dtype=torch.bool)
+    for r, trie in enumerate(tries):
+        n = len(trie.tokens)
+        tokens[r, :n] = torch.tensor(trie.tokens)
+        depth[r, :n] = torch.tensor(trie.depth)
+        for node, ancestors in enumerate(trie.ancestors):
+            sees_node[r, node, ancestors] = True
+    for r in range(rows):  # padding nodes see themselves (no row without a key to attend)
+        sees_node[r, range(len(tries[r].tokens), width), range(len(tries[r].tokens), width)] = True
     cache_rows = torch.tensor(prefixes.rows[chunk.start : chunk.stop], device=device)
     prefix_mask = prefixes.mask[chunk.start : chunk.stop].bool()
     kept = prefix_mask.shape[1]  # the cache may hold more (tokens generated after the prefix): not read
@@ -145,33 +154,51 @@ def _score_chunk(
             for layer in prefixes.cache.layers
         ]
     )
-    # query (candidate c, token j) sees the prefix, and tokens j' <= j of the same candidate
-    step = torch.arange(length, device=device)
-    causal = step[None, :] <= step[:, None]  # (j, j')
-    own = torch.eye(width, dtype=torch.bool, device=device)[:, None, :, None] & causal[None, :, None, :]
-    sees = torch.cat(
-        [
-            prefix_mask[:, None, :].expand(rows, width * length, kept),
-            own.reshape(1, width * length, width * length).expand(rows, -1, -1),
-        ],
-        dim=-1,
-    )
+    sees = torch.cat([prefix_mask[:, None, :].expand(rows, width, kept), sees_node.to(device)], dim=-1)
     dtype = model.get_input_embeddings().weight.dtype
     attention = torch.zeros(sees.shape, dtype=dtype, device=device).masked_fill(~sees, torch.finfo(dtype).min)
-    positions = prefixes.next_position[chunk.start : chunk.stop, None] + step.repeat(width)[None, :]
     with torch.inference_mode():
         out = model(
-            input_ids=tokens.view(rows, width * length),
+            input_ids=tokens.to(device),
             attention_mask=attention[:, None],
-            position_ids=positions,
+            position_ids=prefixes.last_position[chunk.start : chunk.stop, None] + depth.to(device),
             past_key_values=cache,
             use_cache=False,
         )
-        logits = out.logits.view(rows, width, length, -1)[:, :, :-1]  # predicts tokens 1..length-1
-        rest = torch.log_softmax(logits.float(), dim=-1).gather(3, tokens[:, :, 1:, None]).squeeze(3)
-    first = prefixes.first_logprobs[chunk.start : chunk.stop].gather(1, tokens[:, :, 0])  # (rows, width)
-    totals = first + (rest * valid[:, :, 1:]).sum(-1)
-    return [totals[r, : len(candidates[r])].tolist() for r in range(rows)]
+        logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # node i's distribution of its children
+        scores = []
+        for r, trie in enumerate(tries):
+            parents, children = torch.tensor(trie.edges[0]), torch.tensor(trie.edges[1])
+            edge = logprobs[r, parents, tokens[r, children]].tolist() if trie.edges[0] else []
+            scores.append([sum(edge[e] for e in path) for path in trie.paths])
+    return scores
+
+
+class _CandidateTrie:
+    """The candidates' token sequences as a trie under a root token, flattened for one forward pass: node
+    tokens, depths, each node's ancestors (itself included), the parent -> child edges, and each candidate's
+    path as edge indices."""
+
+    def __init__(self, root: int, sequences: Sequence[Sequence[int]]) -> None:
+        self.tokens, self.depth, self.ancestors = [root], [0], [[0]]
+        self.edges: tuple[list[int], list[int]] = ([], [])
+        self.paths: list[list[int]] = []
+        index: dict[tuple[int, int], int] = {}  # (parent node, token) -> edge
+        for sequence in sequences:
+            node, path = 0, []
+            for token in sequence:
+                edge = index.get((node, token))
+                if edge is None:
+                    child = len(self.tokens)
+                    self.tokens.append(token)
+                    self.depth.append(self.depth[node] + 1)
+                    self.ancestors.append([*self.ancestors[node], child])
+                    edge = index[(node, token)] = len(self.edges[0])
+                    self.edges[0].append(node)
+                    self.edges[1].append(child)
+                node = self.edges[1][edge]
+                path.append(edge)
+            self.paths.append(path)
 
 
 def fused_order(model_scores: Sequence[float], weight: float = 1.0) -> list[int]:

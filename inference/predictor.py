@@ -6,8 +6,9 @@
          "reasoning": "...", "raw": "<think>...</think>\\nICD10: I10", "candidates": [...]}]
 
 How it runs (docs/architecture.md, model and precision): weights in the device precision (bf16 on CPUs with avx512_bf16),
-prompts sorted by length and batched with left padding, greedy (or beam) decoding with the KV cache,
-and the `AnswerGrammar` of `constraints.py` as a logits processor. The prompt is the model's own chat
+prompts sorted by token count and batched with left padding, the `AnswerGrammar` of `constraints.py` applied
+at every step: greedy decoding by `decoding.py` (forced tokens run together, the KV cache kept for
+reranking), or beam search by transformers' `generate` with the grammar as a logits processor. The prompt is the model's own chat
 template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the
 base SmolLM2) gets stage 1's.
 
@@ -32,6 +33,7 @@ from typing import Any
 
 from loguru import logger
 
+from thce.inference.decoding import Decoded
 from thce.inference.output_parser import parse_answer
 from thce.utils.errors import UserError
 from thce.utils.medical_chat_templates import (
@@ -212,19 +214,18 @@ class Predictor:
             raise ValueError(f"predict(): {len(texts)} texts but {len(candidates)} candidate lists")
         offered = list(candidates) if candidates is not None else [None] * len(texts)
         prompts = [self.prompt(text, offered[i]) for i, text in enumerate(texts)]
-        self._check_context(prompts)
-        # Sorting by length keeps padding (wasted prefill) small; results go back to input order.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False).input_ids]
+        self._check_context(lengths)
+        # Sorting by token count keeps padding (wasted prefill) small; results go back to input order.
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         results: list[dict[str, Any] | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            batch_results, generation = self._predict_batch(
+            batch_results, decoded = self._predict_batch(
                 [prompts[i] for i in batch], [offered[i] for i in batch]
             )
             if self.rerank != "none":
-                self._rerank(
-                    [prompts[i] for i in batch], [offered[i] for i in batch], batch_results, generation
-                )
+                self._rerank([prompts[i] for i in batch], [offered[i] for i in batch], batch_results, decoded)
             for index, result in zip(batch, batch_results, strict=True):
                 if offered[index] is not None:
                     result["offered"] = [_candidate_dict(c) for c in offered[index]]
@@ -238,11 +239,11 @@ class Predictor:
         prompts: list[str],
         offered: list[Sequence[Any] | None],
         results: list[dict[str, Any]],
-        generation: _Generation | None,
+        decoded: Decoded | None,
     ) -> None:
         """Choose each answer's first code again among its offered ICD-10-CM codes (`candidate_scores.py`).
-        Scoring continues from the generation's own KV cache where the answer wrote its `ICD10:` (greedy
-        decoding); other rows (beam search, no code line) prefill their prompt and `ICD10:` once more."""
+        Scoring continues from greedy decoding's own KV cache where the answer wrote its `ICD10:`; other rows
+        (beam search, no code line) prefill their prompt and `ICD10:` once more."""
         from thce.inference.candidate_scores import (
             first_code_prefix,
             generated_prefixes,
@@ -269,19 +270,12 @@ class Predictor:
                 and results[i]["codes"][0]["code"] == row_codes[0]
             )
         ]
-        spent = {i: self._prefix_tokens(generation, i) for i in rows}
+        spent = {i: self._prefix_tokens(decoded, i) for i in rows}
         cached = [i for i in rows if spent[i] is not None]
         prefilled = [i for i in rows if spent[i] is None]
         scores: dict[int, list[float]] = {}
         if cached:
-            assert generation is not None
-            prefixes = generated_prefixes(
-                generation.cache,
-                generation.prompt_mask,
-                generation.logits,
-                cached,
-                [spent[i] for i in cached],
-            )
+            prefixes = generated_prefixes(decoded, cached, [spent[i] for i in cached])
             codes = [offered_codes[i] for i in cached]
             scores.update(zip(cached, score_codes(self.model, self.tokenizer, prefixes, codes), strict=True))
         if prefilled:
@@ -308,16 +302,14 @@ class Predictor:
                     result["codes"][0].get("confidence"),
                 )
 
-    def _prefix_tokens(self, generation: _Generation | None, row: int) -> int | None:
-        """How many of the row's generated tokens spell its answer up to the first `ICD10:` exactly, if a
-        later token was generated too (the cache then holds the whole prefix); else None."""
+    def _prefix_tokens(self, decoded: Decoded | None, row: int) -> int | None:
+        """How many of the row's new tokens spell its answer up to the first `ICD10:` exactly; else None."""
         from thce.inference.candidate_scores import first_code_prefix
 
-        if generation is None:
+        if decoded is None:
             return None
         text = ""
-        tokens = generation.tokens[row]
-        for count, token in enumerate(tokens[:-1], start=1):
+        for count, token in enumerate(decoded.tokens[row], start=1):
             if token == self.eot_id:
                 return None
             text += self.tokenizer.decode([token], skip_special_tokens=False)
@@ -339,38 +331,57 @@ class Predictor:
             for o in offered
         ]
 
-    def _check_context(self, prompts: Sequence[str]) -> None:
-        """Refuse a prompt that, with room for the answer, does not fit the model's context window (the
-        model would otherwise read past its trained positions and answer nonsense, silently)."""
+    def _check_context(self, lengths: Sequence[int]) -> None:
+        """Refuse a prompt (of `lengths[i]` tokens) that, with room for the answer, does not fit the model's
+        context window (the model would otherwise read past its trained positions and answer nonsense, silently)."""
         window = getattr(self.model.config, "max_position_embeddings", None)
         if not window:
             return
-        budget = window - self.max_new_tokens
-        # A token spans at least one character, so only prompts longer than `budget` characters can overflow.
-        for index, prompt in enumerate(prompts):
-            if len(prompt) > budget:
-                length = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
-                if length > budget:
-                    raise UserError(
-                        f"text {index + 1} is {length:,} tokens with its prompt; {self.name} reads at most "
-                        f"{window:,} tokens including {self.max_new_tokens} for the answer: shorten or split it"
-                    )
+        for index, length in enumerate(lengths):
+            if length > window - self.max_new_tokens:
+                raise UserError(
+                    f"text {index + 1} is {length:,} tokens with its prompt; {self.name} reads at most "
+                    f"{window:,} tokens including {self.max_new_tokens} for the answer: shorten or split it"
+                )
 
     def _predict_batch(
         self, prompts: list[str], offered: list[Sequence[Any] | None]
-    ) -> tuple[list[dict[str, Any]], _Generation | None]:
-        """Generate and parse each prompt's answer; with greedy decoding also return what reranking reuses."""
+    ) -> tuple[list[dict[str, Any]], Decoded | None]:
+        """Decode and parse each prompt's answer: greedily (`decoding.py`, which also leaves the KV cache that
+        reranking continues from), or by beam search (transformers' `generate`)."""
+        from thce.inference.decoding import greedy_decode
+
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {key: value.to(self.device) for key, value in encoded.items()}
+        grammars = self._grammars(offered)
+        if self.num_beams > 1:
+            return self._beam_search(encoded, grammars), None
+        decoded = greedy_decode(
+            self.model,
+            encoded["input_ids"],
+            encoded["attention_mask"],
+            grammars if isinstance(grammars, list) else [grammars] * len(prompts),
+            self.max_new_tokens,
+            self.eot_id,
+            self.tokenizer.pad_token_id,
+        )
+        results = []
+        for tokens, logprobs in zip(decoded.tokens, decoded.logprobs, strict=True):
+            result = self._decode(tokens, logprobs)
+            result["candidates"] = [{"system": c["system"], "code": c["code"]} for c in result["codes"]]
+            results.append(result)
+        return results, decoded
+
+    def _beam_search(self, encoded: dict[str, Any], grammars: Any) -> list[dict[str, Any]]:
+        """Beam search with the grammar as a logits processor; every beam's codes become ranked candidates."""
         import torch
         from transformers import LogitsProcessorList
 
         from thce.inference.constraints import make_logits_processor
 
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {key: value.to(self.device) for key, value in encoded.items()}
         prompt_length = encoded["input_ids"].shape[1]
         processors = LogitsProcessorList()
         beams = self.num_beams
-        grammars = self._grammars(offered)
         if grammars is not None:
             processors.append(make_logits_processor(grammars, prompt_length, self.max_new_tokens, beams))
         with torch.inference_mode():
@@ -390,25 +401,19 @@ class Predictor:
                 top_k=None,
             )
         generated = output.sequences[:, prompt_length:]
-        token_logprobs = _token_logprobs(self.model, output, generated)
+        # log-probability of each generated token under the raw (unconstrained) logits
+        token_logprobs = self.model.compute_transition_scores(
+            output.sequences, output.logits, output.beam_indices, normalize_logits=True
+        )
         results = []
-        for row in range(len(prompts)):
-            beams_out = []
-            for beam in range(beams):
-                index = row * beams + beam
-                beams_out.append(
-                    self._decode(generated[index].tolist(), token_logprobs[index].float().tolist())
-                )
-            best = beams_out[0]
-            if beams > 1:
-                best["candidates"] = _ranked_candidates(beams_out)
-            else:
-                best["candidates"] = [{"system": c["system"], "code": c["code"]} for c in best["codes"]]
-            results.append(best)
-        if beams > 1:
-            return results, None
-        cache = getattr(output, "cache", None) or output.past_key_values
-        return results, _Generation(cache, encoded["attention_mask"], output.logits, generated.tolist())
+        for row in range(len(generated) // beams):
+            beams_out = [
+                self._decode(generated[index].tolist(), token_logprobs[index].float().tolist())
+                for index in range(row * beams, (row + 1) * beams)
+            ]
+            beams_out[0]["candidates"] = _ranked_candidates(beams_out)
+            results.append(beams_out[0])
+        return results
 
     def _decode(self, tokens: list[int], logprobs: list[float]) -> dict[str, Any]:
         """Decode one answer (special tokens kept, so `<think>` survives), parse it, attach confidences."""
@@ -432,31 +437,6 @@ class Predictor:
         _attach_confidences(result, pieces, logprobs)
         result["generated_tokens"] = len(pieces)
         return result
-
-
-@dataclasses.dataclass
-class _Generation:
-    """What a greedy `generate` call leaves for reranking: its KV cache, prompt mask, raw logits per step
-    and each row's new tokens."""
-
-    cache: Any
-    prompt_mask: Any
-    logits: Sequence[Any]
-    tokens: list[list[int]]
-
-
-def _token_logprobs(model: Any, output: Any, generated: Any) -> Any:
-    """Log-probability of each generated token under the raw (unconstrained) logits: (rows, steps)."""
-    import torch
-
-    if getattr(output, "beam_indices", None) is not None:
-        return model.compute_transition_scores(
-            output.sequences, output.logits, output.beam_indices, normalize_logits=True
-        )
-    logits = torch.stack(output.logits, dim=1).float()  # (rows, steps, vocab)
-    steps = logits.shape[1]
-    chosen = logits.gather(-1, generated[:, :steps, None]).squeeze(-1)
-    return chosen - torch.logsumexp(logits, dim=-1)
 
 
 def checkpoint_retrieval(model_name_or_path: str | os.PathLike) -> Any:

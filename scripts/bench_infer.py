@@ -144,7 +144,8 @@ def main() -> None:
         seconds = summary["seconds"]
         print(f"{summary['configuration']}: {summary['examples_per_second']:.2f} examples/s; "
               f"retrieval {seconds['retrieval']:.2f} s, prefill {seconds['prefill']:.2f} s, "
-              f"decoding {seconds['decoding']:.2f} s; prompt {summary['mean_prompt_tokens']:.0f} tokens "
+              f"decoding {seconds['decoding']:.2f} s, rerank {seconds['rerank']:.2f} s; "
+              f"prompt {summary['mean_prompt_tokens']:.0f} tokens "
               f"(note {summary['mean_note_tokens']:.0f})")  # fmt: skip
         print(json.dumps(summary, indent=2))
         return
