@@ -6,7 +6,8 @@ onto the vocabulary and takes one cross-entropy call. Loss, normalisation over g
 the logged metrics (`mean_token_accuracy`, `num_tokens`) are the same as TRL's.
 
 `ThceDPOTrainer` is TRL's DPOTrainer, loss code untouched, with (`model_loss=True`) the same answer-only head
-under TRL's fused-head call, for the policy and for the reference pass (precomputed or not). TRL's own
+under TRL's fused-head call, for the policy and for the reference pass (precomputed or not); that head also
+runs each pair as one row, its prompt once (`answer_head.pack_pairs`). TRL's own
 `precompute_ref_log_probs` does the reference pass once per dataset, cached beside the dataset under a
 fingerprint of the data and the model weights, so a change of either recomputes it; we only sort that pass
 by length, so its batches carry little padding.
@@ -86,12 +87,11 @@ class ThceDPOTrainer(DPOTrainer):
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        # group_by_length needs each pair's length; a pair's batch rows are as long as its longer completion.
+        # group_by_length needs each pair's length: its packed row, the prompt and both completions.
         if hasattr(dataset, "column_names") and LENGTH_COLUMN not in dataset.column_names:
             dataset = dataset.map(
                 lambda row: {
-                    LENGTH_COLUMN: len(row["prompt_ids"])
-                    + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+                    LENGTH_COLUMN: len(row["prompt_ids"]) + len(row["chosen_ids"]) + len(row["rejected_ids"])
                 },
                 desc=f"Measuring {dataset_name} pairs",
             )

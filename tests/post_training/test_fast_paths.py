@@ -102,9 +102,8 @@ def test_dpo_batches_are_grouped_by_length(tmp_path, tiny_model_dir):
         config, base, "fp32", train_sampling_strategy="group_by_length", per_device_train_batch_size=4
     )
     row = trainer.train_dataset[0]
-    assert row[LENGTH_COLUMN] == len(row["prompt_ids"]) + max(
-        len(row["chosen_ids"]), len(row["rejected_ids"])
-    )
+    # a pair runs as one packed row: the prompt and both completions
+    assert row[LENGTH_COLUMN] == len(row["prompt_ids"]) + len(row["chosen_ids"]) + len(row["rejected_ids"])
     lengths = [trainer.train_dataset[i][LENGTH_COLUMN] for i in trainer._get_train_sampler()]
     # LengthGroupedSampler: the first batch holds the longest example; batches are sorted within megabatches.
     assert lengths[0] == max(lengths)
@@ -145,3 +144,36 @@ def test_stage_3_trains_with_the_demo_settings_and_evaluates(tmp_path, tiny_mode
     history = json.loads((final / "training_summary.json").read_text())["log_history"]
     assert [e["step"] for e in history if "eval_loss" in e] == [2, 4]
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in history if "loss" in e)
+
+
+def test_dpo_pairs_packed_on_their_shared_prompt_give_the_separate_rows_log_probs(tmp_path, tiny_model_dir):
+    from thce.post_training import answer_head
+
+    config = _dpo_config(tmp_path, tiny_model_dir)
+    model, _ = load_stage_model(config)
+    trainer = _dpo_trainer(config, copy.deepcopy(model), "fp32", ref_model=copy.deepcopy(model))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    packed, _ = answer_head.pack_pairs(inputs, labels)
+    assert packed["input_ids"].shape[0] == 4  # one row per pair, shorter than its two rows
+    assert packed["input_ids"].numel() < 0.8 * batch["attention_mask"].sum()
+
+    def log_probs_and_grads(pack):
+        policy = copy.deepcopy(model)
+        answer_head.install_answer_only_head(policy)
+        original = answer_head._packable
+        answer_head._packable = lambda *_: pack
+        try:
+            out = policy(**inputs, labels=labels, fused_lm_head=True)
+        finally:
+            answer_head._packable = original
+        out.log_probs.sum().backward()
+        return out.log_probs.detach(), [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+
+    separate, separate_grads = log_probs_and_grads(False)
+    shared, shared_grads = log_probs_and_grads(True)
+    assert (separate != 0).sum() > 8
+    torch.testing.assert_close(shared, separate, atol=1e-4, rtol=1e-4)
+    for a, b in zip(shared_grads, separate_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
