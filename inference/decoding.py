@@ -1,4 +1,4 @@
-"""Greedy decoding under the answer grammar, jumping over forced tokens (docs/architecture.md, "Model and precision").
+"""Greedy decoding under the answer grammar, jumping over forced tokens (docs/architecture.md, "Retrieval-augmented coding").
 
 Where the grammar allows exactly one next token (the rest of `ICD10:` after its first token; the rest of a code
 once the offered codes it could still become have narrowed to one), that token is appended without asking the

@@ -235,6 +235,9 @@ def main() -> None:
     batched = metric_sum(metrics_after, "thce_batch_size_sum") - metric_sum(
         metrics_before, "thce_batch_size_sum"
     )
+    busy = metric_sum(metrics_after, "thce_batch_duration_seconds_sum") - metric_sum(
+        metrics_before, "thce_batch_duration_seconds_sum"
+    )
     latencies = result["latencies"]
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
     online = len(latencies) / result["wall_s"]
@@ -258,6 +261,10 @@ def main() -> None:
         "offline_runs_examples_per_s": offline_runs,
         "online_over_offline": online / offline,
         "mean_batch_size": batched / batches if batches else 0.0,
+        # the model's share of the load's wall time, and the online rate while it generates: where the gap
+        # to offline goes (idle between batches vs slower batches)
+        "model_busy_share": busy / result["wall_s"],
+        "examples_per_busy_s": batched / busy if busy else 0.0,
         "server_rss_mb": {
             "after_warmup": rss_before,
             "after_load": rss_after,
@@ -285,6 +292,10 @@ def main() -> None:
             f"{offline:.2f} ex/s (before {offline_runs[0]:.2f}, after {offline_runs[1]:.2f})",
         ),
         ("online / offline", f"{100 * report['online_over_offline']:.0f}%"),
+        (
+            "model busy / rate while busy",
+            f"{100 * report['model_busy_share']:.0f}% of the load / {report['examples_per_busy_s']:.2f} ex/s",
+        ),
         ("server RSS warm-up -> after", f"{rss_before:.0f} MB -> {rss_after:.0f} MB"),
         ("server RSS at 25/50/75/100% of load", " / ".join(f"{v:.0f}" for v in sampler.quartiles()) + " MB"),
         ("load average before / after", f"{load_before[0]:.1f} / {report['loadavg_after'][0]:.1f}"),
