@@ -153,22 +153,22 @@ def test_rerank_puts_the_best_scored_offered_code_first(tiny_llama, smollm2_toke
         assert {c["code"] for c in result["codes"]} <= set(scores)
 
 
-def test_rerank_scores_continue_from_the_generation_cache(tiny_llama, smollm2_tokenizer):
-    """Greedy rows are scored from generate's own KV cache (no second prefill): each score equals a plain
+def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_tokenizer):
+    """Greedy rows are scored from the decoding's own KV cache (no second prefill): each score equals a plain
     forward pass over the prompt, the tokens the model generated up to `ICD10:`, and the code."""
     import torch
 
     offered = [_offered(["E11.9", "E11.65", "I10"]), _offered(["S72.001A", "S72.002A"])]
     predictor = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", rerank="model")
     prompts = [predictor.prompt(text, offer) for text, offer in zip(TEXTS[:2], offered, strict=True)]
-    results, generation = predictor._predict_batch(prompts, offered)
-    spent = [predictor._prefix_tokens(generation, row) for row in range(2)]
+    results, decoded = predictor._predict_batch(prompts, offered)
+    spent = [predictor._prefix_tokens(decoded, row) for row in range(2)]
     assert all(n is not None for n in spent)  # the forced answer format writes `ICD10:` first
-    predictor._rerank(prompts, offered, results, generation)
+    predictor._rerank(prompts, offered, results, decoded)
     for row, prompt in enumerate(prompts):
         prefix = (
             smollm2_tokenizer(prompt, add_special_tokens=False).input_ids
-            + generation.tokens[row][: spent[row]]
+            + decoded.tokens[row][: spent[row]]
         )
         for code, score in results[row]["candidate_scores"].items():
             code_ids = smollm2_tokenizer(f" {code}", add_special_tokens=False).input_ids
