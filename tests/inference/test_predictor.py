@@ -167,8 +167,7 @@ def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_toke
     predictor._rerank(prompts, offered, results, decoded)
     for row, prompt in enumerate(prompts):
         prefix = (
-            smollm2_tokenizer(prompt, add_special_tokens=False).input_ids
-            + decoded.tokens[row][: spent[row]]
+            smollm2_tokenizer(prompt, add_special_tokens=False).input_ids + decoded.tokens[row][: spent[row]]
         )
         for code, score in results[row]["candidate_scores"].items():
             code_ids = smollm2_tokenizer(f" {code}", add_special_tokens=False).input_ids
