@@ -5,8 +5,7 @@ import pytest
 from thce.inference.candidate_scores import fused_order, rerank_first_code, score_first_code
 
 
-def test_cached_scores_equal_full_forward_scores(tiny_llama, smollm2_tokenizer):
-    import torch
+def test_cached_scores_equal_full_forward_scores(tiny_llama, smollm2_tokenizer, full_forward_score):
 
     smollm2_tokenizer.pad_token = "<|endoftext|>"
     smollm2_tokenizer.padding_side = "left"
@@ -18,14 +17,9 @@ def test_cached_scores_equal_full_forward_scores(tiny_llama, smollm2_tokenizer):
     scores = score_first_code(tiny_llama, smollm2_tokenizer, prefixes, candidates)
     for prefix, codes, row in zip(prefixes, candidates, scores, strict=True):
         assert len(row) == len(codes)
+        ids = smollm2_tokenizer(prefix, add_special_tokens=False).input_ids
         for code, score in zip(codes, row, strict=True):
-            ids = smollm2_tokenizer(prefix, add_special_tokens=False).input_ids
-            code_ids = smollm2_tokenizer(f" {code}", add_special_tokens=False).input_ids
-            with torch.no_grad():
-                logits = tiny_llama(torch.tensor([ids + code_ids])).logits[0].float()
-            logprobs = torch.log_softmax(logits, -1)
-            expected = sum(logprobs[len(ids) - 1 + j, t].item() for j, t in enumerate(code_ids))
-            assert score == pytest.approx(expected, abs=1e-3)
+            assert score == pytest.approx(full_forward_score(ids, code), abs=1e-3)
     # scored two (prefix x candidate) rows at a time: the same scores
     chunked = score_first_code(tiny_llama, smollm2_tokenizer, prefixes, candidates, max_rows=2)
     for chunk_row, row in zip(chunked, scores, strict=True):

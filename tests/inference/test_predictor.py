@@ -153,10 +153,9 @@ def test_rerank_puts_the_best_scored_offered_code_first(tiny_llama, smollm2_toke
         assert {c["code"] for c in result["codes"]} <= set(scores)
 
 
-def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_tokenizer):
+def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_tokenizer, full_forward_score):
     """Greedy rows are scored from the decoding's own KV cache (no second prefill): each score equals a plain
     forward pass over the prompt, the tokens the model generated up to `ICD10:`, and the code."""
-    import torch
 
     offered = [_offered(["E11.9", "E11.65", "I10"]), _offered(["S72.001A", "S72.002A"])]
     predictor = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", rerank="model")
@@ -170,9 +169,4 @@ def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_toke
             smollm2_tokenizer(prompt, add_special_tokens=False).input_ids + decoded.tokens[row][: spent[row]]
         )
         for code, score in results[row]["candidate_scores"].items():
-            code_ids = smollm2_tokenizer(f" {code}", add_special_tokens=False).input_ids
-            with torch.no_grad():
-                logits = tiny_llama(torch.tensor([prefix + code_ids])).logits[0].float()
-            logprobs = torch.log_softmax(logits, -1)
-            expected = sum(logprobs[len(prefix) - 1 + j, t].item() for j, t in enumerate(code_ids))
-            assert score == pytest.approx(expected, abs=1e-3)
+            assert score == pytest.approx(full_forward_score(prefix, code), abs=1e-3)
