@@ -2,10 +2,10 @@
 
 `score_codes` gives, per example, the model's log-probability of each offered code as the FIRST answer code,
 continuing from the KV cache of the prompt plus what the model generated before its first code line (`ICD10:`
-for a stage-1 model, `<think>...</think>\\nICD10:` for a reasoning model): that cache is repeated for the
-candidates and only their few code tokens are run. The cache is the one greedy generation already filled
-(`generated_prefixes`, no second prefill); `score_first_code` prefills text prefixes instead (beam search,
-answers without a code line). `rerank_first_code` puts the chosen candidate first:
+for a stage-1 model, `<think>...</think>\\nICD10:` for a reasoning model). Only the candidates' tokens run,
+all of an example's candidates as one trie in one row under tree attention (`_score_chunk`). The cache is the one
+greedy decoding already filled (`generated_prefixes`, no second prefill); `score_first_code` prefills text
+prefixes instead (beam search, answers without a code line). `rerank_first_code` puts the chosen candidate first:
 `model` takes the model's best-scored code, `fusion` the best after adding the retriever's order as a prior:
 log p_model(code) - weight * log(retriever rank). (Reciprocal-rank fusion of two lists would tie on every swap
 and so always side with the retriever; the prior lets a confident model overrule it.)
@@ -127,10 +127,8 @@ def _score_chunk(
     tries = [
         _CandidateTrie(
             prefixes.last_token[chunk.start + r],
-            tokenizer([f" {c}" for c in codes], add_special_tokens=False).input_ids,
+            tokenizer([f" {c}" for c in codes], add_special_tokens=False).input_ids if codes else [],
         )
-        if codes
-        else _CandidateTrie(prefixes.last_token[chunk.start + r], [])
         for r, codes in enumerate(candidates)
     ]
     width = max(len(trie.tokens) for trie in tries)
@@ -143,8 +141,7 @@ def _score_chunk(
         depth[r, :n] = torch.tensor(trie.depth)
         for node, ancestors in enumerate(trie.ancestors):
             sees_node[r, node, ancestors] = True
-    for r in range(rows):  # padding nodes see themselves (no row without a key to attend)
-        sees_node[r, range(len(tries[r].tokens), width), range(len(tries[r].tokens), width)] = True
+        sees_node[r, range(n, width), range(n, width)] = True  # padding nodes see themselves (no empty row)
     cache_rows = torch.tensor(prefixes.rows[chunk.start : chunk.stop], device=device)
     prefix_mask = prefixes.mask[chunk.start : chunk.stop].bool()
     kept = prefix_mask.shape[1]  # the cache may hold more (tokens generated after the prefix): not read

@@ -8,9 +8,9 @@
 How it runs (docs/architecture.md, model and precision): weights in the device precision (bf16 on CPUs with avx512_bf16),
 prompts sorted by token count and batched with left padding, the `AnswerGrammar` of `constraints.py` applied
 at every step: greedy decoding by `decoding.py` (forced tokens run together, the KV cache kept for
-reranking), or beam search by transformers' `generate` with the grammar as a logits processor. The prompt is the model's own chat
-template: a THCE checkpoint carries its stage's template and system message; any other tokenizer (the
-base SmolLM2) gets stage 1's.
+reranking), or beam search by transformers' `generate` with the grammar as a logits processor. The prompt
+is the model's own chat template: a THCE checkpoint carries its stage's template and system message; any
+other tokenizer (the base SmolLM2) gets stage 1's.
 
 Retrieval (docs/architecture.md): when the checkpoint's `thce_config.yaml` has `retrieval.enabled` (or a
 `retrieval` config is passed), each note's candidates are retrieved from the whole code set, the prompt
