@@ -8,7 +8,8 @@ examples carry the retriever's real confusions. Then, per record (all determinis
   records. A record that stays uncovered keeps its true codes as the answer.
 - `contrastive_reasoning` (stages 2-3): a short, faithful trace per gold code: which offered candidates
   compete with it and which words of the tabular list decide between them, checked against the note
-  ("not documented" is only said when the note does not contain the rival's deciding words).
+  ("not documented" is only said when the note does not contain the rival's deciding words), ending on
+  the chosen code ("E11.9: not E11.65 (...); so E11.9.").
 - `confusion_pair` (stage 3): rejected = the gold answer with the retriever's top wrong candidate in place
   of the gold code it competes with (`rejection_kind: retriever_confusion`).
 """
@@ -176,8 +177,9 @@ def _rivals(
 def contrastive_reasoning(
     codes: Sequence[Mapping[str, str]], offered: Sequence[Mapping[str, str]], text: str, rivals: int = 2
 ) -> str:
-    """One short line per answer code: the code, its description, and why its strongest offered rivals
-    lose, read from the tabular list and checked against the note's words (abbreviations expanded)."""
+    """One short line per answer code: the code, why its strongest offered rivals lose (read from the
+    tabular list, checked against the note's words with abbreviations expanded), and the code again as the
+    line's last word; a code without offered rivals gets its description instead."""
     from thce.retrieval import expand_abbreviations
 
     note_words = set(_words(expand_abbreviations(text))) | set(_words(text))
@@ -189,10 +191,13 @@ def contrastive_reasoning(
             _rival_reason(code["code"], r, code["system"], note_words)
             for r in _rivals(code, offered, answer, rivals)
         ]
-        lines.append(
-            f"{code['code']}: {_phrase(_words(description), 10)}"
-            + (f"; {'; '.join(reasons)}." if reasons else ".")
-        )
+        # With rivals the line is the contrast alone (the offered list already shows the description), and
+        # it ends on its decision: a small model copies the code it read last into the answer, so a line
+        # ending on a rival ("...; not K55.32 (...)") primes the rival. It also stays within a think budget.
+        if reasons:
+            lines.append(f"{code['code']}: {'; '.join(reasons)}; so {code['code']}.")
+        else:
+            lines.append(f"{code['code']}: {_phrase(_words(description), 10)}.")
     return "\n".join(lines)
 
 

@@ -84,12 +84,32 @@ def prepare_tokenizer(
     return added
 
 
+# A new token whose job an existing token already does starts as a copy of it. `</think>` ends a segment as
+# `<|im_end|>` does: as a copy, its logit is already high where the model would end a segment (log-prob about
+# -1 after a stage-1 answer) and training only has to tell the two apart. An "average" row starts near -17,
+# and a short run (tens of steps, each moving a row by about the learning rate) left it near -10, so the
+# model never closed its trace and wrote until the think budget forced it.
+INITIAL_EMBEDDING = {THINK_START: "<|im_start|>", THINK_END: END_OF_TURN}
+
+
 def prepare_model(model: Any, tokenizer: Any) -> None:
-    """Grow the embeddings to the tokenizer (new rows drawn around the mean of the existing ones, so new
-    tokens start as "average" tokens rather than noise) and point the model's pad/eos ids at the
-    tokenizer's."""
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    """Grow the embeddings to the tokenizer and point the model's pad/eos ids at the tokenizer's. New rows
+    are drawn around the mean of the existing ones (so new tokens start as "average" tokens rather than
+    noise), except that tokens in `INITIAL_EMBEDDING` start as a copy of the token they stand in for."""
+    old_size = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old_size:
+        import torch
+
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        vocab = tokenizer.get_vocab()
+        matrices = {
+            id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())
+        }
+        with torch.no_grad():
+            for token, source in INITIAL_EMBEDDING.items():
+                if vocab.get(token, -1) >= old_size and vocab.get(source, old_size) < old_size:
+                    for weight in matrices.values():  # once when tied
+                        weight[vocab[token]] = weight[vocab[source]]
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is not None:
             config.pad_token_id = tokenizer.pad_token_id

@@ -96,6 +96,9 @@ def _render(register: str, conditions: list[str], age: str, sex: str, rng: rando
         text = f"Discharge diagnosis: {first}.{secondary} {course}"
     elif register == "soap":
         text = f"S: {age} {sex} for visit. O: {filler or 'Exam as documented.'} A: {'; '.join(conditions)}. P: as discussed."
+    elif register == "diagnosis_line":
+        line = "; ".join(conditions)
+        text = line[:1].upper() + line[1:]
     else:  # "diagnosis"
         text = "Dx: " + "; ".join(conditions) + (f". {filler}" if filler else "")
     return text

@@ -241,4 +241,5 @@ REGISTERS = (
     "discharge",
     "soap",
     "diagnosis",
+    "diagnosis_line",  # the bare wording, as on a superbill, a claim line or a code lookup
 )

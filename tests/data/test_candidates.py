@@ -64,10 +64,11 @@ def test_contrastive_trace_names_rivals_and_the_deciding_fact():
     offered = _offer("S72.002A", "S72.001A", "S72.001D")
     note = "Closed fracture of the right femur neck, initial encounter."
     trace = contrastive_reasoning([{"system": "ICD10", "code": "S72.001A"}], offered, note)
-    assert trace.startswith("S72.001A: fracture of unspecified part of neck of right femur")
+    assert trace.startswith("S72.001A: not S72.002A")
     assert "not S72.002A (laterality left: not documented)" in trace
     assert "not S72.001D (encounter subsequent" in trace
-    assert len(trace.split()) < 45  # a few dozen tokens, not a hierarchy walk
+    assert trace.endswith("; so S72.001A.")  # the decision comes last, next to the answer
+    assert len(trace.split()) < 30  # a few dozen tokens, not a hierarchy walk
 
 
 def test_trace_does_not_claim_absent_what_the_note_says():

@@ -99,17 +99,26 @@ def test_prepare_model_resizes_with_mean_initialised_rows(smollm2_tokenizer, tin
     import torch
 
     old_rows = tiny_llama.get_input_embeddings().weight.detach().clone()
-    prepare_tokenizer(smollm2_tokenizer, "stage_2", REASONING_TOKENS)
+    prepare_tokenizer(smollm2_tokenizer, "stage_2", (*REASONING_TOKENS, "<extra>"))
     prepare_model(tiny_llama, smollm2_tokenizer)
     weights = tiny_llama.get_input_embeddings().weight.detach()
-    assert weights.shape[0] == len(smollm2_tokenizer) == old_rows.shape[0] + 2
+    assert weights.shape[0] == len(smollm2_tokenizer) == old_rows.shape[0] + 3
     assert torch.equal(weights[: old_rows.shape[0]], old_rows)
-    new_rows = weights[old_rows.shape[0] :]
-    # Drawn around the mean of the old rows: much closer to it than a typical old row is.
+    ids = smollm2_tokenizer.convert_tokens_to_ids
+    # The think tags start as the segment delimiters they stand in for (learnable in a short run) ...
+    assert torch.equal(weights[ids("</think>")], old_rows[ids("<|im_end|>")])
+    assert torch.equal(weights[ids("<think>")], old_rows[ids("<|im_start|>")])
+    # ... any other new token is drawn around the mean: much closer to it than a typical old row is.
     mean = old_rows.mean(0)
-    assert (new_rows - mean).norm(dim=1).max() < (old_rows - mean).norm(dim=1).mean()
+    assert (weights[ids("<extra>")] - mean).norm() < (old_rows - mean).norm(dim=1).mean()
     assert tiny_llama.config.pad_token_id == smollm2_tokenizer.pad_token_id
     assert tiny_llama.config.eos_token_id == smollm2_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # Preparing a model that already has the rows (stage 3 from stage 2) keeps what was trained.
+    with torch.no_grad():
+        tiny_llama.get_input_embeddings().weight[ids("</think>")] += 1.0
+    trained = tiny_llama.get_input_embeddings().weight.detach().clone()
+    prepare_model(tiny_llama, smollm2_tokenizer)
+    assert torch.equal(tiny_llama.get_input_embeddings().weight, trained)
 
 
 def test_format_answer():
