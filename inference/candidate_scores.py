@@ -54,7 +54,7 @@ def prefill_prefixes(model: Any, tokenizer: Any, prefixes: Sequence[str], device
             logits_to_keep=1,
         )
     rows = list(range(len(prefixes)))
-    return Prefixes(out.past_key_values, rows, mask[:, :-1], ids[:, -1].tolist(), mask.sum(-1) - 1)
+    return Prefixes(out.cache, rows, mask[:, :-1], ids[:, -1].tolist(), mask.sum(-1) - 1)
 
 
 def generated_prefixes(decoded: Any, rows: Sequence[int], spent: Sequence[int]) -> Prefixes:
@@ -159,7 +159,7 @@ def _score_chunk(
             input_ids=tokens.to(device),
             attention_mask=attention[:, None],
             position_ids=prefixes.last_position[chunk.start : chunk.stop, None] + depth.to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=False,
         )
         logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # node i's distribution of its children

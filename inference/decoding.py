@@ -55,7 +55,7 @@ def greedy_decode(
             use_cache=True,
             logits_to_keep=1,
         )
-    cache, mask = out.past_key_values, attention_mask
+    cache, mask = out.cache, attention_mask
     logits = out.logits[:, -1].float()  # (rows, vocab): the distribution of each row's next token
     states = [g.initial_state() if g is not None else None for g in grammars]
     tokens: list[list[int]] = [[] for _ in range(rows)]
@@ -106,10 +106,10 @@ def greedy_decode(
                 input_ids=ids.to(device),
                 attention_mask=mask,
                 position_ids=positions.to(device),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-        cache = out.past_key_values
+        cache = out.cache
         last = torch.zeros(rows, dtype=torch.long)
         for row, (start, run) in runs.items():
             last[row] = len(run) - 1

@@ -95,7 +95,8 @@ INITIAL_EMBEDDING = {THINK_START: "<|im_start|>", THINK_END: END_OF_TURN}
 def prepare_model(model: Any, tokenizer: Any) -> None:
     """Grow the embeddings to the tokenizer and point the model's pad/eos ids at the tokenizer's. New rows
     are drawn around the mean of the existing ones (so new tokens start as "average" tokens rather than
-    noise), except that tokens in `INITIAL_EMBEDDING` start as a copy of the token they stand in for."""
+    noise), except that tokens in `INITIAL_EMBEDDING` start as a copy of the token they stand in for (plus 1%
+    noise)."""
     old_size = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > old_size:
         import torch
@@ -109,7 +110,9 @@ def prepare_model(model: Any, tokenizer: Any) -> None:
             for token, source in INITIAL_EMBEDDING.items():
                 if vocab.get(token, -1) >= old_size and vocab.get(source, old_size) < old_size:
                     for weight in matrices.values():  # once when tied
-                        weight[vocab[token]] = weight[vocab[source]]
+                        row = weight[vocab[source]]
+                        # 1% noise: an untrained copy would tie with its source's logit exactly.
+                        weight[vocab[token]] = row + 0.01 * row.std() * torch.randn_like(row)
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is not None:
             config.pad_token_id = tokenizer.pad_token_id

@@ -106,8 +106,9 @@ def test_prepare_model_resizes_with_mean_initialised_rows(smollm2_tokenizer, tin
     assert torch.equal(weights[: old_rows.shape[0]], old_rows)
     ids = smollm2_tokenizer.convert_tokens_to_ids
     # The think tags start as the segment delimiters they stand in for (learnable in a short run) ...
-    assert torch.equal(weights[ids("</think>")], old_rows[ids("<|im_end|>")])
-    assert torch.equal(weights[ids("<think>")], old_rows[ids("<|im_start|>")])
+    for token, source in (("</think>", "<|im_end|>"), ("<think>", "<|im_start|>")):
+        offset = (weights[ids(token)] - old_rows[ids(source)]).norm() / old_rows[ids(source)].norm()
+        assert 0 < offset < 0.05  # a copy, with just enough noise that the two never tie
     # ... any other new token is drawn around the mean: much closer to it than a typical old row is.
     mean = old_rows.mean(0)
     assert (weights[ids("<extra>")] - mean).norm() < (old_rows - mean).norm(dim=1).mean()
