@@ -149,6 +149,9 @@ def create_app(predictor: Any, settings: ServeSettings, metrics: ServerMetrics |
     @asynccontextmanager
     async def lifespan(_app: Any):
         await batcher.start()
+        # One prediction before the port opens (uvicorn serves after start-up): lazy set-up (kernels, code
+        # tries, retrieval indexes) is paid here, in the thread that will run every batch.
+        await batcher.warm_up(["Essential hypertension."])
         chapter_label("ICD10", "I10")  # loads the code set now, not in the first request
         state["accepting"] = True
         logger.info(f"serving {predictor.name}: {json.dumps(_describe(predictor, settings))}")
@@ -398,9 +401,6 @@ def run_server(
     if not is_loopback(host) and settings.api_key is None:
         logger.warning(f"serving on {host} without THCE_API_KEY: anyone who can reach it can send notes")
     predictor = Predictor(model, batch_size=settings.max_batch_size, **predictor_options)
-    # One prediction before the port opens: lazy set-up (kernels, code tries, retrieval indexes) is paid
-    # here, so /health answering means ready, and the first client is not slow.
-    predictor.predict(["Essential hypertension."])
     app = create_app(predictor, settings)
     uvicorn.run(
         app,

@@ -50,6 +50,22 @@ def test_concurrent_texts_share_batches_and_keep_order():
     assert echo.threads and all(name.startswith("thce-generate") for name in echo.threads)
 
 
+def test_warm_up_runs_in_the_thread_that_runs_every_batch():
+    echo = SlowEcho()
+
+    async def scenario():
+        batcher = DynamicBatcher(echo, max_batch_size=4, max_wait_s=0.01)
+        await batcher.start()
+        await batcher.warm_up(["warm"])
+        answers = await batcher.submit(["a", "b"])
+        await batcher.close()
+        return answers
+
+    assert run(scenario()) == ["A", "B"]
+    assert echo.batches[0] == ["warm"]
+    assert len(echo.threads) == 1 and threading.current_thread().name not in echo.threads
+
+
 def test_lone_text_leaves_after_max_wait():
     echo = SlowEcho()
 
