@@ -103,9 +103,8 @@ def prepare_model(model: Any, tokenizer: Any) -> None:
 
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         vocab = tokenizer.get_vocab()
-        matrices = {
-            id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings())
-        }
+        layers = (model.get_input_embeddings(), model.get_output_embeddings())
+        matrices = {id(layer.weight): layer.weight for layer in layers if layer is not None}
         with torch.no_grad():
             for token, source in INITIAL_EMBEDDING.items():
                 if vocab.get(token, -1) >= old_size and vocab.get(source, old_size) < old_size:
