@@ -186,7 +186,6 @@ def contrastive_reasoning(
     answer = {c["code"] for c in codes}
     lines = []
     for code in codes:
-        description = _full_description(code["system"], code["code"]) or "not a billable code"
         reasons = [
             _rival_reason(code["code"], r, code["system"], note_words)
             for r in _rivals(code, offered, answer, rivals)
@@ -197,6 +196,7 @@ def contrastive_reasoning(
         if reasons:
             lines.append(f"{code['code']}: {'; '.join(reasons)}; so {code['code']}.")
         else:
+            description = _full_description(code["system"], code["code"]) or "not a billable code"
             lines.append(f"{code['code']}: {_phrase(_words(description), 10)}.")
     return "\n".join(lines)
 
