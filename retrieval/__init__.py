@@ -7,6 +7,12 @@ Depends on thce.utils only. The `retrieval:` config section is `thce.utils.confi
 """
 
 from thce.retrieval.abbreviations import ABBREVIATIONS, expand_abbreviations
+from thce.retrieval.encounter import (
+    ENCOUNTER_TERMS,
+    prefer_stated_encounter,
+    state_encounter,
+    stated_encounter,
+)
 from thce.retrieval.lay_terms import LAY_TERMS, add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.retrieval.retriever import (
@@ -20,6 +26,7 @@ from thce.utils.config import RetrievalConfig
 
 __all__ = [
     "ABBREVIATIONS",
+    "ENCOUNTER_TERMS",
     "LAY_TERMS",
     "Candidate",
     "RetrievalConfig",
@@ -27,7 +34,10 @@ __all__ = [
     "add_lay_terms",
     "expand_abbreviations",
     "get_retriever",
+    "prefer_stated_encounter",
     "reciprocal_rank_fusion",
     "split_mentions",
+    "state_encounter",
+    "stated_encounter",
     "trim_description",
 ]

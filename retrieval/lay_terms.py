@@ -1,9 +1,10 @@
 """Everyday and bedside words for conditions, with the tabular list's words for them.
 
-"Heart attack", "sugar diabetes", "pink eye", "first visit" appear in no ICD-10-CM description, so BM25
+"Heart attack", "sugar diabetes", "pink eye" appear in no ICD-10-CM description, so BM25
 cannot reach the code from them. Where a lay phrase is found (whole words, any case) its ICD-10-CM words
 are added after it; the phrase itself stays, since some lay words are also the list's own ("groin",
-"burn"). Longer phrases win over the phrases inside them ("mini-stroke" before "stroke").
+"burn"). Longer phrases win over the phrases inside them ("mini-stroke" before "stroke"). Words for the
+encounter ("first visit", "late effect") are `encounter.py`'s.
 
 A data table: general consumer-health vocabulary, one entry per concept, not tied to any test item.
 """
@@ -15,14 +16,6 @@ from functools import cache
 
 # Lay phrase -> words the tabular list uses for it.
 LAY_TERMS: dict[str, str] = {
-    # -- encounters (7th characters) ---------------------------------------------------------------------
-    "first visit": "initial encounter",
-    "initial visit": "initial encounter",
-    "initial evaluation": "initial encounter",
-    "new injury": "initial encounter",
-    "follow-up visit": "subsequent encounter",
-    "return visit": "subsequent encounter",
-    "late effect": "sequela",
     # -- heart, vessels ------------------------------------------------------------------------------------
     "heart attack": "myocardial infarction",
     "high blood pressure": "hypertension",

@@ -1,9 +1,10 @@
 """The retriever: a note in, the k most likely billable codes out, best first.
 
 Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`)
-and add the tabular list's words after lay phrases (`lay_terms.py`),
-search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
-batch in one call), then fuse the mentions' ranked lists by reciprocal rank: a code scores
+and add the tabular list's words after lay phrases (`lay_terms.py`), put the note's words for an injury's
+encounter in the list's terms (`encounter.py`), search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
+batch in one call), put first among a code's 7th-character siblings the one for the encounter the mention
+states (`encounter.py` again), then fuse the mentions' ranked lists by reciprocal rank: a code scores
 sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
 ("HTN") is not drowned by a long one, and a code several mentions agree on rises.
 """
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from thce.retrieval.abbreviations import expand_abbreviations
+from thce.retrieval.encounter import prefer_stated_encounter, state_encounter
 from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.utils.config import RetrievalConfig
@@ -87,11 +89,16 @@ class Retriever:
         self.config = config
         self.system = get_code_system(config.system)
 
+    def _description(self, code: str) -> str:
+        return self.system.description(code) or ""
+
     def queries(self, text: str) -> list[str]:
         """The search queries for one note: its mentions (or the whole note), abbreviations expanded."""
         mentions = split_mentions(text) if self.config.split_mentions else [text]
         if self.config.expand_abbreviations:
             mentions = [expand_abbreviations(mention) for mention in mentions]
+        if self.config.encounter_aware:
+            mentions = [state_encounter(mention) for mention in mentions]
         if self.config.expand_lay_terms:
             mentions = [add_lay_terms(mention) for mention in mentions]
         return mentions
@@ -127,6 +134,11 @@ class Retriever:
         position = 0
         for queries in per_note:
             lists = [[(hit.code, hit.score) for hit in hits[position + i]] for i in range(len(queries))]
+            if self.config.encounter_aware:
+                lists = [
+                    prefer_stated_encounter(query, ranked, self._description)
+                    for query, ranked in zip(queries, lists, strict=True)
+                ]
             position += len(queries)
             fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
             results.append(

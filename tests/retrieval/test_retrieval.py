@@ -12,8 +12,11 @@ from thce.retrieval import (
     add_lay_terms,
     expand_abbreviations,
     get_retriever,
+    prefer_stated_encounter,
     reciprocal_rank_fusion,
     split_mentions,
+    state_encounter,
+    stated_encounter,
     trim_description,
 )
 from thce.utils.config import load_config
@@ -75,7 +78,7 @@ def test_expand_abbreviations(text, expanded):
 @pytest.mark.parametrize(
     ("text", "expanded"),
     [
-        ("heart attack, first visit", "heart attack myocardial infarction, first visit initial encounter"),
+        ("heart attack, first visit", "heart attack myocardial infarction, first visit"),  # encounter.py's
         ("Mini-stroke", "Mini-stroke transient ischemic attack"),  # the longer phrase wins over "stroke"
         ("prostate cancer", "prostate cancer malignant neoplasm"),
         ("heartburn", "heartburn gastro-esophageal reflux"),
@@ -211,3 +214,67 @@ def test_get_retriever_is_cached_per_config_and_k_is_respected():
     assert a.retrieve("", k=3) == []
     with pytest.raises(ValueError):
         a.retrieve("asthma", k=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "encounter"),
+    [
+        ("Hit by object from burning building, subsequent encounter", "subsequent"),
+        ("heat exhaustion, subsequent encounter for fracture with routine healing", "subsequent"),
+        ("Fracture of left radius, initial encounter for closed fracture", "initial"),
+        ("Burn of right hand, sequela", "sequela"),
+        ("Essential hypertension", None),
+        ("initial encounter; sequela", None),  # two stated: no preference
+    ],
+)
+def test_stated_encounter(text, encounter):
+    assert stated_encounter(text) == encounter
+
+
+@pytest.mark.parametrize(
+    ("text", "stated"),
+    [
+        ("Abrasion of left shoulder, follow-up visit.", "Abrasion of left shoulder, subsequent encounter."),
+        (
+            "burn of hand, Late effect; First visit for asthma",
+            "burn of hand, sequela; initial encounter for asthma",
+        ),
+        ("visit for follow-up of anemia", "visit for follow-up of anemia"),  # not an encounter phrase
+    ],
+)
+def test_state_encounter(text, stated):
+    assert state_encounter(text) == stated
+
+
+def test_prefer_stated_encounter_reorders_siblings_only_within_their_positions():
+    descriptions = {
+        "T67.4XXS": "Heat exhaustion due to salt depletion, sequela",
+        "T67.4XXD": "Heat exhaustion due to salt depletion, subsequent encounter",
+        "T67.4XXA": "Heat exhaustion due to salt depletion, initial encounter",
+        "E87.1": "Hypo-osmolality and hyponatremia",
+        "T67.3XXD": "Heat exhaustion, anhydrotic, subsequent encounter",
+    }
+    hits = [("T67.4XXS", 9.0), ("E87.1", 8.0), ("T67.4XXD", 7.0), ("T67.4XXA", 6.0), ("T67.3XXD", 5.0)]
+    query = "heat exhaustion due to salt depletion, subsequent encounter"
+    reordered = prefer_stated_encounter(query, hits, descriptions.__getitem__)
+    # the group T67.4XX_ held positions 0, 2, 3: D takes the first of them; scores stay with positions
+    assert reordered == [
+        ("T67.4XXD", 9.0),
+        ("E87.1", 8.0),
+        ("T67.4XXS", 7.0),
+        ("T67.4XXA", 6.0),
+        ("T67.3XXD", 5.0),
+    ]
+    assert prefer_stated_encounter("heat exhaustion", hits, descriptions.__getitem__) == hits
+
+
+def test_retriever_puts_the_stated_encounter_first():
+    """BM25 alone ranks ', sequela' (the shortest sibling) above ', subsequent encounter' here."""
+    text = "Heat exhaustion due to salt depletion, subsequent encounter."
+    plain = get_retriever(RetrievalConfig(enabled=True, k=5, encounter_aware=False)).retrieve(text)
+    assert plain[0].code == "T67.4XXS"
+    aware = get_retriever(RetrievalConfig(enabled=True, k=5))
+    assert aware.retrieve(text)[0].code == "T67.4XXD"
+    assert {c.code for c in aware.retrieve(text)} == {c.code for c in plain}
+    # a note's own words for it: "follow-up" no longer finds "Encounter for routine postpartum follow-up"
+    assert aware.retrieve("Abrasion of unspecified shoulder, follow-up visit.")[0].code == "S40.219D"

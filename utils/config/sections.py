@@ -168,8 +168,11 @@ class RetrievalConfig:
     system: Literal["ICD10"] = "ICD10"  # code system searched (CPT/HCPCS need a licensed file: later)
     expand_abbreviations: bool = True  # HTN -> hypertension ... before search (the note itself is unchanged)
     expand_lay_terms: bool = (
-        True  # "heart attack" -> + "myocardial infarction", "first visit" -> + "initial encounter"
+        True  # "heart attack" -> + "myocardial infarction", "pink eye" -> + "conjunctivitis"
     )
+    # "return visit" -> "subsequent encounter" before search, and among a mention's hits that differ only in
+    # the 7th character, the one for the encounter it states first
+    encounter_aware: bool = True
     split_mentions: bool = True  # one query per sentence / list item / `;` phrase, fused; else the whole note
     per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
     rrf_c: int = 60  # reciprocal-rank fusion constant: score = sum over lists of 1 / (rrf_c + rank)
