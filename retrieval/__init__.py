@@ -22,6 +22,7 @@ from thce.retrieval.retriever import (
     reciprocal_rank_fusion,
     trim_description,
 )
+from thce.retrieval.specificity import prefer_unspecified
 from thce.utils.config import RetrievalConfig
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "expand_abbreviations",
     "get_retriever",
     "prefer_stated_encounter",
+    "prefer_unspecified",
     "reciprocal_rank_fusion",
     "split_mentions",
     "state_encounter",

@@ -4,7 +4,8 @@ Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations
 and add the tabular list's words after lay phrases (`lay_terms.py`), put the note's words for an injury's
 encounter in the list's terms (`encounter.py`), search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
 batch in one call), put first among a code's 7th-character siblings the one for the encounter the mention
-states (`encounter.py` again), then fuse the mentions' ranked lists by reciprocal rank: a code scores
+states (`encounter.py` again), and the category's unspecified code above a sibling that claims more than the
+mention says (`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a code scores
 sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
 ("HTN") is not drowned by a long one, and a code several mentions agree on rises.
 """
@@ -15,11 +16,13 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from thce.retrieval.abbreviations import expand_abbreviations
 from thce.retrieval.encounter import prefer_stated_encounter, state_encounter
 from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
+from thce.retrieval.specificity import prefer_unspecified
 from thce.utils.config import RetrievalConfig
 
 
@@ -92,6 +95,15 @@ class Retriever:
     def _description(self, code: str) -> str:
         return self.system.description(code) or ""
 
+    def _ranked(self, query: str, hits: Sequence[Any]) -> list[tuple[str, float]]:
+        """One mention's BM25 hits as (code, score), best first, with the sibling preferences applied."""
+        ranked = [(hit.code, hit.score) for hit in hits]
+        if self.config.encounter_aware:
+            ranked = prefer_stated_encounter(query, ranked, self._description)
+        if self.config.prefer_unspecified:
+            ranked = prefer_unspecified(query, ranked, self._description)
+        return ranked
+
     def queries(self, text: str) -> list[str]:
         """The search queries for one note: its mentions (or the whole note), abbreviations expanded."""
         mentions = split_mentions(text) if self.config.split_mentions else [text]
@@ -133,12 +145,7 @@ class Retriever:
         results = []
         position = 0
         for queries in per_note:
-            lists = [[(hit.code, hit.score) for hit in hits[position + i]] for i in range(len(queries))]
-            if self.config.encounter_aware:
-                lists = [
-                    prefer_stated_encounter(query, ranked, self._description)
-                    for query, ranked in zip(queries, lists, strict=True)
-                ]
+            lists = [self._ranked(query, hits[position + i]) for i, query in enumerate(queries)]
             position += len(queries)
             fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
             results.append(

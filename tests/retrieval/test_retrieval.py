@@ -13,6 +13,7 @@ from thce.retrieval import (
     expand_abbreviations,
     get_retriever,
     prefer_stated_encounter,
+    prefer_unspecified,
     reciprocal_rank_fusion,
     split_mentions,
     state_encounter,
@@ -278,3 +279,43 @@ def test_retriever_puts_the_stated_encounter_first():
     assert {c.code for c in aware.retrieve(text)} == {c.code for c in plain}
     # a note's own words for it: "follow-up" no longer finds "Encounter for routine postpartum follow-up"
     assert aware.retrieve("Abrasion of unspecified shoulder, follow-up visit.")[0].code == "S40.219D"
+
+
+UNSPECIFIED_DESCRIPTIONS = {
+    "F40.01": "Agoraphobia with panic disorder",
+    "F40.00": "Agoraphobia, unspecified",
+    "F40.02": "Agoraphobia without panic disorder",
+    "F41.0": "Panic disorder [episodic paroxysmal anxiety]",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("agoraphobia", "F40.00"),  # the top hit claims "panic disorder", which the note does not say
+        ("agoraphobia with panic disorder", "F40.01"),  # stated: BM25's order stays
+        ("Agoraphobia with panic disorder", "F40.01"),
+    ],
+)
+def test_prefer_unspecified(query, first):
+    hits = [("F40.01", 6.4), ("F41.0", 6.2), ("F40.00", 6.1), ("F40.02", 5.3)]
+    reordered = prefer_unspecified(query, hits, UNSPECIFIED_DESCRIPTIONS.__getitem__)
+    assert reordered[0][0] == first
+    assert [score for _, score in reordered] == [score for _, score in hits]  # positions keep their scores
+    assert sorted(code for code, _ in reordered) == sorted(code for code, _ in hits)  # only moved
+
+
+def test_prefer_unspecified_needs_a_sibling_the_mention_fully_states():
+    hits = [("F40.01", 6.4), ("F40.00", 6.1)]
+    # the sibling's own words ("agoraphobia") are not the mention's: no move
+    assert prefer_unspecified("panic attacks", hits, UNSPECIFIED_DESCRIPTIONS.__getitem__) == hits
+    assert prefer_unspecified("anything", hits[:1], UNSPECIFIED_DESCRIPTIONS.__getitem__) == hits[:1]
+
+
+def test_retriever_prefers_the_unspecified_code_when_nothing_more_is_documented():
+    aware = get_retriever(RetrievalConfig(enabled=True, k=5))
+    plain = get_retriever(RetrievalConfig(enabled=True, k=5, prefer_unspecified=False))
+    assert plain.retrieve("Dx: agoraphobia")[0].code == "F40.01"
+    assert aware.retrieve("Dx: agoraphobia")[0].code == "F40.00"
+    assert aware.retrieve("Shigellosis, unspecified")[0].code == "A03.9"
+    assert aware.retrieve("Agoraphobia with panic disorder")[0].code == "F40.01"
