@@ -2,7 +2,7 @@
 
     python scripts/bench_train.py                          # every section below
     python scripts/bench_train.py --sections sft,dpo       # some of them
-    python scripts/bench_train.py --profile                # where one THCE SFT step's time goes
+    python scripts/bench_train.py --profile --sections dpo # where a THCE step's time goes (first section)
 
 Sections (each training run in a fresh subprocess, so peak memory and compile state are its own):
 - gemm:     the machine's matmul rate: square 2048 GEMMs (fp32, bf16), and bf16 at the model's own matmul
@@ -10,12 +10,14 @@ Sections (each training run in a fresh subprocess, so peak memory and compile st
             tokens of one batch), the realistic ceiling.
 - sft:      stage-1 chat examples from the synthetic generator (~90 tokens): THCE (the stage config) vs
             `SFTConfig(use_cpu=True)`, non-padding tokens/s, and MFU = 6 x params x tokens/s over both rates.
-- sft_long: the same with ~300-token prompts: the note plus 10 numbered "CODE description" candidates
-            (BM25 hits over the code set, the note's own codes among them), as retrieval-augmented prompts are.
-- dpo:      stage-3 preference pairs (with reasoning traces): THCE (stage-3 config: precomputed reference
-            log-probs, answer-only head, length-grouped batches) vs `DPOConfig(use_cpu=True)`, pairs/s. THCE's
-            reference pass over the dataset is timed and charged per pair: pairs/s = 1 / (train s/pair +
-            reference s/pair).
+- sft_long: stage-1 rows as `thce collect` builds them for retrieval-augmented training (configs/stage_1.yaml:
+            the note, then the retriever's k numbered candidates; ~250-token prompts): same comparison.
+- dpo:      stage-3 preference pairs as `thce collect` builds them (configs/stage_3.yaml: candidate prompts,
+            contrastive traces, retriever-confusion rejections): THCE (precomputed reference log-probs,
+            answer-only head, each pair one row with its prompt once, length-grouped batches) vs
+            `DPOConfig(use_cpu=True)`, pairs/s. THCE's reference pass over the dataset is timed and charged
+            per pair: pairs/s = 1 / (train s/pair + reference s/pair).
+The collected rows are built once per section, before the runs, so both runs train on the same rows.
 A speed-up is a ratio of two runs of the same invocation, so machine load between invocations cancels out.
 """
 
@@ -26,6 +28,7 @@ import copy
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +42,8 @@ CONFIGS = {
     "sft_long": "configs/demo_stage_1.yaml",
     "dpo": "configs/demo_stage_3.yaml",
 }
+# Sections whose rows are the training data `thce collect` builds from this config's first source.
+COLLECTED = {"sft_long": "configs/stage_1.yaml", "dpo": "configs/stage_3.yaml"}
 RUNS = ("thce", "trl_defaults")
 
 
@@ -104,51 +109,33 @@ def gemm_section(tokens: int, seconds: float) -> dict[str, float]:
 # --- data ------------------------------------------------------------------------------------------------
 
 
-def sft_rows(count: int, seed: int, long_prompts: bool) -> list[dict]:
-    """Stage-1 prompt/completion rows (mixed lengths); with `long_prompts`, 10 candidates in the user turn."""
+def sft_rows(count: int, seed: int) -> list[dict]:
+    """Stage-1 prompt/completion rows from the synthetic generator (mixed lengths, no candidates)."""
     from thce.data.synthetic_generation import generate_records
     from thce.utils.medical_chat_templates import assistant_messages, prompt_messages
 
     options = {"multi_code_rate": 0.6, "max_codes": 3}
-    records = list(generate_records("icd10cm", count, seed=seed, options=options))
-    texts = (
-        [with_candidates(r["text"], r["codes"]) for r in records]
-        if long_prompts
-        else [r["text"] for r in records]
-    )
     return [
-        {"prompt": prompt_messages(text, "stage_1"), "completion": assistant_messages(record["codes"])}
-        for text, record in zip(texts, records, strict=True)
+        {"prompt": prompt_messages(r["text"], "stage_1"), "completion": assistant_messages(r["codes"])}
+        for r in generate_records("icd10cm", count, seed=seed, options=options)
     ]
 
 
-def with_candidates(text: str, codes: list[dict], k: int = 10) -> str:
-    """The note followed by k numbered `CODE description` lines: BM25 hits, the note's own codes included."""
-    from thce.utils.code_validator import describe_code, search_codes
+def collected_rows(section: str, count: int, directory: Path) -> Path:
+    """`count` training rows exactly as `thce collect` builds them for the section's stage (retrieval,
+    candidates, traces, pairs), from the config's first (synthetic) source; returns their parquet file."""
+    from thce.data.data_collection import collect
+    from thce.utils.config import load_config
 
-    own = [(c["code"], describe_code(c["code"]).description) for c in codes]
-    hits = [
-        (h.code, h.description) for h in search_codes(text, top=2 * k) if h.code not in {c for c, _ in own}
-    ]
-    candidates = sorted([*own, *hits][:k])
-    lines = [f"{i}. {code} {description}" for i, (code, description) in enumerate(candidates, 1)]
-    return f"{text}\n\nCandidate codes:\n" + "\n".join(lines)
-
-
-def dpo_rows(count: int, seed: int) -> list[dict]:
-    """Stage-3 preference pairs (chosen: right codes with reasoning; rejected: a hard negative)."""
-    from thce.data.synthetic_generation import generate_records
-    from thce.utils.medical_chat_templates import assistant_messages, prompt_messages
-
-    options = {"multi_code_rate": 0.3, "max_codes": 2}
-    return [
-        {
-            "prompt": prompt_messages(r["text"], "stage_3"),
-            "chosen": assistant_messages(r["chosen"]["codes"], r["chosen"]["reasoning"]),
-            "rejected": assistant_messages(r["rejected"]["codes"], r["rejected"]["reasoning"]),
-        }
-        for r in generate_records("icd10cm_preference", count, seed=seed, options=options)
-    ]
+    config = load_config(REPO / COLLECTED[section])
+    source = config.data.sources[0]
+    source.entries = count
+    config.data.sources = [source]
+    split = config.data.split  # every row to train
+    split.heldout_code_fraction = split.test_seen_fraction = split.validation_fraction = 0.0
+    output = directory / section
+    collect(config, output_dir=output, progress=False, quality=False)
+    return output / "train.parquet"
 
 
 # --- one measured run (in its own subprocess) ---------------------------------------------------------------
@@ -165,12 +152,12 @@ def run_single(section: str, name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     steps, warmup = args.steps[section], args.warmup
     count = args.batch_size * (steps + warmup)
-    rows = (
-        dpo_rows(count, seed=1)
-        if section == "dpo"
-        else sft_rows(count, 1, long_prompts=section == "sft_long")
-    )
-    dataset = Dataset.from_list(rows)
+    if args.data:
+        dataset = Dataset.from_parquet(args.data)
+        columns = ["prompt", "chosen", "rejected"] if section == "dpo" else ["prompt", "completion"]
+        dataset = dataset.select_columns(columns).select(range(min(count, len(dataset))))
+    else:
+        dataset = Dataset.from_list(sft_rows(count, seed=1))
     common = {
         "per_device_train_batch_size": args.batch_size,
         "gradient_accumulation_steps": 1,
@@ -338,10 +325,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     parser.add_argument("--batch-size", type=int, default=8, help="examples (or pairs) per step, both runs")
     parser.add_argument(
-        "--profile", action="store_true", help="profile THCE's short SFT run, print the top ops"
+        "--profile", action="store_true", help="profile THCE's run of the first section, print the top ops"
     )
     parser.add_argument("--output", help="write the results JSON here too")
     parser.add_argument("--single", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.steps = {"sft": args.sft_steps, "sft_long": args.long_steps, "dpo": args.dpo_steps}
 
@@ -354,7 +342,7 @@ def main() -> None:
 
     sections = args.sections.split(",")
     if args.profile:
-        sections, args.runs = ["sft"], "thce"
+        sections, args.runs = [next(s for s in sections if s != "gemm")], "thce"
     print(f"{_device()}, {torch.get_num_threads()} threads, CPU flags: {_cpu_flags()}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     report: dict = {"device": _device(), "cpu_flags": _cpu_flags(), "load_average_start": os.getloadavg()}
@@ -365,7 +353,13 @@ def main() -> None:
         print(f"GEMM: square fp32 {gemm['square_fp32'] / 1e9:.0f} GFLOP/s, square bf16 {gemm['square_bf16'] / 1e9:.0f}, "
               f"bf16 at the model's shapes ({args.batch_size * 96} tokens) {gemm['model_shapes_bf16'] / 1e9:.0f}")  # fmt: skip
     results = []
+    workdir = Path(tempfile.mkdtemp(prefix="bench-train-data-"))
     for section in (s for s in sections if s != "gemm"):
+        if section in COLLECTED:
+            count = args.batch_size * (args.steps[section] + args.warmup)
+            args.data = str(collected_rows(section, count, workdir))
+        else:
+            args.data = None
         by_run = {}
         for name in args.runs.split(","):
             result = _run_subprocess(section, name, args)
@@ -381,6 +375,7 @@ def main() -> None:
             ratio = by_run["thce"][key] / by_run["trl_defaults"][key]
             report.setdefault("speedups", {})[section] = ratio
             print(f"  {section}: THCE / TRL defaults = {ratio:.2f}x {key.replace('_', ' ')}")
+    shutil.rmtree(workdir, ignore_errors=True)
     report["runs"] = results
     report["load_average_end"] = os.getloadavg()
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
@@ -394,6 +389,8 @@ def _run_subprocess(section: str, name: str, args: argparse.Namespace) -> dict:
                "--long-steps", str(args.long_steps), "--dpo-steps", str(args.dpo_steps)]  # fmt: skip
     if args.profile:
         command.append("--profile")
+    if args.data:
+        command += ["--data", args.data]
     for override in args.overrides:
         command += ["--set", override]
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
