@@ -152,7 +152,9 @@ def _axis(words: list[str]) -> str | None:
 
 def _rival_reason(code: str, rival: str, system: str, note_words: set[str]) -> str:
     own_only, rival_only = _differences(_full_description(system, code), _full_description(system, rival))
-    axis = _axis(rival_only) or _axis(own_only)
+    # An axis (laterality, encounter, ...) is what tells siblings apart; a rival from another category
+    # differs in the condition itself, so naming an axis for it would be noise.
+    axis = (_axis(rival_only) or _axis(own_only)) if rival[:3] == code[:3] else None
     label = f"{axis} " if axis else ""
     deciding = [w for w in rival_only if w not in _FILLER]
     if deciding and not any(w in note_words for w in deciding):

@@ -71,6 +71,15 @@ def test_contrastive_trace_names_rivals_and_the_deciding_fact():
     assert len(trace.split()) < 30  # a few dozen tokens, not a hierarchy walk
 
 
+def test_trace_names_an_axis_only_between_siblings():
+    offered = _offer("D03.22", "E78.2", "E78.3")
+    note = "xanthoma tuberosum"
+    trace = contrastive_reasoning([{"system": "ICD10", "code": "E78.2"}], offered, note)
+    # a melanoma of the left ear is another condition, not another laterality
+    assert "not D03.22 (melanoma in situ of left ...: not documented)" in trace
+    assert "laterality" not in trace
+
+
 def test_trace_does_not_claim_absent_what_the_note_says():
     offered = _offer("E11.9", "E11.65")
     note = "Type 2 diabetes with hyperglycemia noted; coded as uncomplicated."
