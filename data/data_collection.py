@@ -35,7 +35,7 @@ from typing import Any
 from loguru import logger
 
 from thce.data.dataset_files import dataset_card, write_parquet
-from thce.data.preprocess_medical import Preprocessor, log_invalid
+from thce.data.preprocess_medical import PREPROCESS_BATCH, Preprocessor, log_invalid
 from thce.data.sources import check_source, read_source, source_name
 from thce.data.splits import SplitWriter, shuffled_buckets
 from thce.utils.config import StageConfig
@@ -43,7 +43,6 @@ from thce.utils.errors import UserError
 from thce.utils.io import check_output, staged_directory, write_atomically, write_json
 from thce.utils.stage_layout import QUALITY_REPORT
 
-BATCH = 256  # records preprocessed together (spaCy batches for PHI scrubbing)
 BUCKET_ROWS = 25_000  # target rows per shuffle bucket
 
 
@@ -184,7 +183,7 @@ def _collect_into(config: StageConfig, workdir: Path, progress: bool) -> dict[st
             for item in read_source(source, index, config.seed):
                 counts["read"] += 1
                 batch.append((item.record, item.location))
-                if len(batch) >= BATCH:
+                if len(batch) >= PREPROCESS_BATCH:
                     first_invalid = first_invalid or flush(batch)
                     batch = []
             if batch:

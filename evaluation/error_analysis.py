@@ -21,8 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from thce.evaluation.metrics import Code, chapter, icd10_chapter
+from thce.evaluation.metrics import Code, chapter
 from thce.utils.code_systems.base import common_prefix
+from thce.utils.code_validator import icd10_chapter
 
 CATEGORIES = (
     "exact",

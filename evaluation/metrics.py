@@ -35,6 +35,7 @@ from functools import cache
 from typing import Any
 
 from thce.utils.code_systems.registry import normalise_code_format, normalise_system
+from thce.utils.code_validator import icd10_chapter
 
 Code = tuple[str, str]
 HEADLINE = (
@@ -104,21 +105,6 @@ def category(code: Code) -> Code:
     """ICD-10-CM: the 3-character category; other systems have no hierarchy, so the code itself."""
     system, value = code
     return (system, value.replace(".", "")[:3]) if system == "ICD10" else code
-
-
-@cache
-def icd10_chapter(code: str) -> str | None:
-    """The ICD-10-CM chapter number of a code or of its category, from the validator; None if unknown."""
-    from thce.utils.code_validator import describe_code
-
-    dotless = code.replace(".", "")
-    for candidate in (code, dotless[:3]):
-        details = describe_code(candidate, "ICD10")
-        if details is not None:
-            chapters = [node.code for node in details.ancestors if node.level == "chapter"]
-            if chapters:
-                return chapters[0]
-    return None
 
 
 def chapter(code: Code, chapter_of: Callable[[str], str | None] = icd10_chapter) -> str | None:

@@ -8,7 +8,6 @@ label), chapters come from the code set, error kinds from the server's own list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -70,19 +69,12 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-@cache
 def chapter_label(system: str, code: str) -> str:
     """`ICD10:<chapter number>` for an ICD-10-CM code (its own or its category's chapter), the system
     name for CPT/HCPCS (no chapters), `unknown` otherwise."""
     if system != "ICD10":
         return system if system in ("CPT", "HCPCS") else "unknown"
-    from thce.utils.code_validator import describe_code
+    from thce.utils.code_validator import icd10_chapter
 
-    dotless = code.replace(".", "")
-    for candidate in (code, dotless[:3]):
-        details = describe_code(candidate, "ICD10")
-        if details is not None:
-            for node in details.ancestors:
-                if node.level == "chapter":
-                    return f"ICD10:{node.code}"
-    return "unknown"
+    found = icd10_chapter(code)
+    return f"ICD10:{found}" if found is not None else "unknown"

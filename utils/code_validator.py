@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "clear_code_system_cache",
     "describe_code",
     "get_code_system",
+    "icd10_chapter",
     "normalise_code",
     "register_code_system",
     "resolve_system_name",
@@ -98,6 +100,20 @@ def describe_code(
 ) -> CodeDetails | None:
     """Description, hierarchy and notes of a code (ICD-10-CM chapters and blocks too), or None."""
     return get_code_system(system, code_file=code_file).describe(code)
+
+
+@cache
+def icd10_chapter(code: str) -> str | None:
+    """The ICD-10-CM chapter number ("4") of a code, or of its category when the code itself is unknown
+    ("E11.99"); None when neither is."""
+    dotless = code.replace(".", "")
+    for candidate in (code, dotless[:3]):
+        details = describe_code(candidate, "ICD10")
+        if details is not None:
+            chapters = [node.code for node in details.ancestors if node.level == "chapter"]
+            if chapters:
+                return chapters[0]
+    return None
 
 
 def billable_codes(system: str = "ICD10") -> list[str]:
