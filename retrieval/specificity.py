@@ -41,17 +41,19 @@ def prefer_unspecified(
     (itself no unspecified code) does; each position keeps its score."""
     if len(hits) < 2:
         return list(hits)
-    said = _words(query)
     top = hits[0][0]
     description = describe(top)
-    claimed = _words(description)
-    if "unspecified" in description.lower() or not claimed - said:
+    if "unspecified" in description.lower():
+        return list(hits)
+    said, claimed = _words(query), _words(description)
+    if not claimed - said:
         return list(hits)
     matched = claimed & said
     for code, _ in hits[1:]:
+        if code[:3] != top[:3]:  # only siblings; most hits are not, and need no description
+            continue
         description = describe(code)
-        words = _words(description)
-        if code[:3] == top[:3] and "unspecified" in description.lower() and matched <= words <= said:
+        if "unspecified" in description.lower() and matched <= _words(description) <= said:
             codes = [code, *(c for c, _ in hits if c != code)]
             return [(c, score) for c, (_, score) in zip(codes, hits, strict=True)]
     return list(hits)
