@@ -35,7 +35,9 @@ from typing import Any
 from thce.data.synthetic_generation.code_set import CodeInfo, code_info, scope_codes
 from thce.data.synthetic_generation.llm import LLM_OPTIONS, LLM_PROMPT, LlmGenerator
 from thce.data.synthetic_generation.narratives import (
+    NEGATION_CUES,
     condition_phrases,
+    negated_phrases,
     reasoning_for,
     reasoning_trace,
     specificity,
@@ -57,6 +59,7 @@ __all__ = [
     "LLM_GENERATOR",
     "LLM_OPTIONS",
     "LLM_PROMPT",
+    "NEGATION_CUES",
     "REGISTERS",
     "REJECTION_KINDS",
     "SCOPES",
@@ -71,6 +74,7 @@ __all__ = [
     "generate_records",
     "hallucinated_code",
     "is_phi_free",
+    "negated_phrases",
     "parse_options",
     "reasoning_for",
     "reasoning_trace",

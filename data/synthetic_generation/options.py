@@ -22,6 +22,7 @@ TEMPLATE_OPTIONS = {
     "max_codes",
     "phi_free",
     "rejection_kinds",
+    "negation_rate",
 }
 
 
@@ -37,6 +38,9 @@ class GeneratorOptions:
     max_codes: int = 3
     phi_free: bool = True
     rejection_kinds: list[str] = field(default_factory=lambda: list(REJECTION_KINDS))
+    negation_rate: float = (
+        0.0  # share of rows whose first code says "without X", written "no X" (narratives.py)
+    )
 
 
 def parse_options(options: Mapping[str, Any], where: str = "synthetic source") -> GeneratorOptions:
@@ -71,10 +75,8 @@ def parse_options(options: Mapping[str, Any], where: str = "synthetic source") -
         raise UserError(f"{where}: scope 'codes' needs option 'codes' (e.g. [E11.9, I10])")
     if parsed.scope == "top_n" and parsed.top_n is None:
         raise UserError(f"{where}: scope 'top_n' needs option 'top_n' (e.g. 100)")
-    rate = options.get("multi_code_rate", parsed.multi_code_rate)
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-        raise UserError(f"{where}: option 'multi_code_rate' must be a number in [0, 1], got {rate!r}")
-    parsed.multi_code_rate = float(rate)
+    parsed.multi_code_rate = _rate(options, "multi_code_rate", parsed.multi_code_rate, where)
+    parsed.negation_rate = _rate(options, "negation_rate", parsed.negation_rate, where)
     max_codes = options.get("max_codes", parsed.max_codes)
     if not isinstance(max_codes, int) or isinstance(max_codes, bool) or not 1 <= max_codes <= 8:
         raise UserError(f"{where}: option 'max_codes' must be an integer from 1 to 8, got {max_codes!r}")
@@ -92,6 +94,13 @@ def parse_options(options: Mapping[str, Any], where: str = "synthetic source") -
             )
         parsed.rejection_kinds = kinds
     return parsed
+
+
+def _rate(options: Mapping[str, Any], name: str, default: float, where: str) -> float:
+    rate = options.get(name, default)
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+        raise UserError(f"{where}: option '{name}' must be a number in [0, 1], got {rate!r}")
+    return float(rate)
 
 
 def _as_list(value: Any, name: str, where: str) -> list[Any]:

@@ -19,6 +19,7 @@ from thce.data.synthetic_generation.narratives import (
     _patient,
     _render,
     condition_phrases,
+    negated_phrases,
     reasoning_for,
 )
 from thce.data.synthetic_generation.options import LLM_GENERATOR, TEMPLATE_GENERATORS, parse_options
@@ -50,9 +51,12 @@ class TemplateGenerator:
         )
         if len(self.secondary_pool) < 2:
             self.secondary_pool = list(self.codes)
+        # Codes a note can state by absence ("without X"); `negation_rate` of the rows start with one of them.
+        self.negatable = (
+            [c for c in self.codes if negated_phrases(code_info(c))] if self.options.negation_rate else []
+        )
 
-    def _codes_for(self, index: int, order: list[str], rng: random.Random) -> list[str]:
-        primary = order[index % len(order)]
+    def _codes_for(self, primary: str, rng: random.Random) -> list[str]:
         codes = [primary]
         if self.options.max_codes > 1 and rng.random() < self.options.multi_code_rate:
             want = rng.randint(2, self.options.max_codes)
@@ -70,9 +74,10 @@ class TemplateGenerator:
         order = list(self.codes)
         # Cycle through a seeded permutation, so a run covers as many codes as it has rows.
         rng.shuffle(order)
+        negatable = _spread_over_categories(self.negatable, rng)
         seen: set[int] = set()
         produced = attempts = 0
-        index = 0
+        index = negated_index = 0
         while produced < count:
             attempts += 1
             if attempts > count * 20 + 1000:
@@ -80,15 +85,22 @@ class TemplateGenerator:
                     f"synthetic source '{self.name}': could not produce {count} distinct texts from "
                     f"{len(self.codes)} codes (got {produced}); lower 'entries' or widen the scope"
                 )
-            codes = self._codes_for(index, order, rng)
-            index += 1
-            text, register = self._narrative(codes, rng)
+            negated = bool(negatable) and rng.random() < self.options.negation_rate
+            if negated:
+                codes = self._codes_for(negatable[negated_index % len(negatable)], rng)
+                negated_index += 1
+            else:
+                codes = self._codes_for(order[index % len(order)], rng)
+                index += 1
+            text, register = self._narrative(codes, rng, negated)
             key = _stable_hash(text)
             if key in seen:
                 continue
             seen.add(key)
             record_id = f"{self.name}-{self.seed}-{produced:07d}"
             meta = {"generator": self.name, "register": register, "phi_free": self.options.phi_free}
+            if negated:
+                meta["negated"] = True
             if self.name == "icd10cm_preference":
                 record = self._preference(record_id, text, codes, rng)
                 if record is None:
@@ -107,9 +119,11 @@ class TemplateGenerator:
             produced += 1
             yield record
 
-    def _narrative(self, codes: list[str], rng: random.Random) -> tuple[str, str]:
+    def _narrative(self, codes: list[str], rng: random.Random, negated: bool = False) -> tuple[str, str]:
         infos = [code_info(c) for c in codes]
         conditions = [rng.choice(condition_phrases(i)) for i in infos]
+        if negated:
+            conditions[0] = rng.choice(negated_phrases(infos[0]))
         age, sex = _patient(infos[0], rng)
         register = rng.choice(REGISTERS)
         return _render(register, conditions, age, sex, rng), register
@@ -173,6 +187,20 @@ class TemplateGenerator:
         # missing_secondary: the answer forgets the last code (and its trace).
         kept = codes[:-1]
         return kept, reasoning_for(kept)
+
+
+def _spread_over_categories(codes: list[str], rng: random.Random) -> list[str]:
+    """`codes` shuffled so that each category comes up once before any comes up twice (two thirds of the
+    "without" codes are injuries' "without foreign body" and would otherwise crowd out the rest)."""
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        groups.setdefault(code[:3], []).append(code)
+    for group in groups.values():
+        rng.shuffle(group)
+    categories = list(groups)
+    rng.shuffle(categories)
+    depth = max((len(g) for g in groups.values()), default=0)
+    return [groups[c][i] for i in range(depth) for c in categories if i < len(groups[c])]
 
 
 def _excluded_together(codes: list[str], candidate: str) -> bool:

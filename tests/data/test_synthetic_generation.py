@@ -2,6 +2,7 @@
 option validation and the LLM backend against a local HTTP server."""
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -9,9 +10,11 @@ import pytest
 
 from thce.data.synthetic_generation import (
     COMMON_CODES,
+    NEGATION_CUES,
     REJECTION_KINDS,
     code_info,
     generate_records,
+    negated_phrases,
     parse_options,
     scope_codes,
 )
@@ -109,11 +112,36 @@ def test_scope_options():
         ({"chapters": ["99"]}, "chapters"),
         ({"rejection_kinds": ["cousin"]}, "cousin"),
         ({"multi_code_rate": 2}, "multi_code_rate"),
+        ({"negation_rate": -0.1}, "negation_rate"),
     ],
 )
 def test_bad_options_are_user_errors_naming_them(options, message):
     with pytest.raises(UserError, match=message):
         scope_codes(parse_options(options))
+
+
+def test_negated_phrases_write_without_as_a_note_would():
+    phrases = negated_phrases(code_info("E11.9"))
+    assert "type 2 diabetes mellitus, no complications" in phrases
+    assert "type 2 diabetes mellitus, negative for complications" in phrases
+    assert all("without" not in p for p in phrases)
+    assert negated_phrases(code_info("I10")) == []  # nothing is stated absent
+
+
+def test_negation_rate_starts_that_share_of_rows_with_a_negated_without_code():
+    records = _records("icd10cm", 200, negation_rate=0.5, multi_code_rate=0)
+    negated = [r for r in records if r["meta"].get("negated")]
+    assert 70 <= len(negated) <= 130
+    for record in negated:
+        code = record["codes"][0]["code"]
+        absent = re.search(r"without (?:an? )?(\S+)", describe_code(code, "ICD10").description).group(1)
+        assert any(f"{cue} {absent.lower()}" in record["text"].lower() for cue in NEGATION_CUES), record[
+            "text"
+        ]
+    # Spread over categories: two thirds of the "without" codes are injuries; the rows are not.
+    assert sum(r["codes"][0]["code"].startswith("S") for r in negated) < len(negated) / 3
+    # Rate 0 (the default) leaves the generator's output as it was.
+    assert _records("icd10cm", 30) == _records("icd10cm", 30, negation_rate=0.0)
 
 
 def test_unknown_generator_is_a_user_error():
