@@ -15,6 +15,7 @@ from thce.retrieval.encounter import (
 )
 from thce.retrieval.lay_terms import LAY_TERMS, add_lay_terms
 from thce.retrieval.mentions import split_mentions
+from thce.retrieval.negation import NEGATION_CUES, state_absence
 from thce.retrieval.retriever import (
     Candidate,
     Retriever,
@@ -29,6 +30,7 @@ __all__ = [
     "ABBREVIATIONS",
     "ENCOUNTER_TERMS",
     "LAY_TERMS",
+    "NEGATION_CUES",
     "Candidate",
     "RetrievalConfig",
     "Retriever",
@@ -39,6 +41,7 @@ __all__ = [
     "prefer_unspecified",
     "reciprocal_rank_fusion",
     "split_mentions",
+    "state_absence",
     "state_encounter",
     "stated_encounter",
     "trim_description",

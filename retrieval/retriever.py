@@ -1,13 +1,14 @@
 """The retriever: a note in, the k most likely billable codes out, best first.
 
-Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`)
-and add the tabular list's words after lay phrases (`lay_terms.py`), put the note's words for an injury's
-encounter in the list's terms (`encounter.py`), search every mention with the code system's BM25 (the one behind `thce codes search`; all mentions of a
-batch in one call), put first among a code's 7th-character siblings the one for the encounter the mention
-states (`encounter.py` again), and the category's unspecified code above a sibling that claims more than the
-mention says (`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a code scores
-sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short mention
-("HTN") is not drowned by a long one, and a code several mentions agree on rises.
+Per note: split it into diagnosis mentions (`mentions.py`), expand abbreviations in each (`abbreviations.py`),
+write its negations as the list does ("no coma" -> "without coma", `negation.py`), add the tabular list's
+words after lay phrases (`lay_terms.py`), put the note's words for an injury's encounter in the list's terms
+(`encounter.py`), search every mention with the code system's BM25 (the one behind `thce codes search`; all
+mentions of a batch in one call), put first among a code's 7th-character siblings the one for the encounter
+the mention states (`encounter.py` again), and the category's unspecified code above a sibling that claims
+more than the mention says (`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a
+code scores sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short
+mention ("HTN") is not drowned by a long one, and a code several mentions agree on rises.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from thce.retrieval.abbreviations import expand_abbreviations
 from thce.retrieval.encounter import prefer_stated_encounter, state_encounter
 from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
+from thce.retrieval.negation import state_absence
 from thce.retrieval.specificity import prefer_unspecified
 from thce.utils.config import RetrievalConfig
 
@@ -109,6 +111,8 @@ class Retriever:
         mentions = split_mentions(text) if self.config.split_mentions else [text]
         if self.config.expand_abbreviations:
             mentions = [expand_abbreviations(mention) for mention in mentions]
+        if self.config.negation_aware:
+            mentions = [state_absence(mention) for mention in mentions]
         if self.config.encounter_aware:
             mentions = [state_encounter(mention) for mention in mentions]
         if self.config.expand_lay_terms:

@@ -16,6 +16,7 @@ from thce.retrieval import (
     prefer_unspecified,
     reciprocal_rank_fusion,
     split_mentions,
+    state_absence,
     state_encounter,
     stated_encounter,
     trim_description,
@@ -279,6 +280,34 @@ def test_retriever_puts_the_stated_encounter_first():
     assert {c.code for c in aware.retrieve(text)} == {c.code for c in plain}
     # a note's own words for it: "follow-up" no longer finds "Encounter for routine postpartum follow-up"
     assert aware.retrieve("Abrasion of unspecified shoulder, follow-up visit.")[0].code == "S40.219D"
+
+
+@pytest.mark.parametrize(
+    ("text", "stated"),
+    [
+        ("acute tracheitis, no obstruction", "acute tracheitis, without obstruction"),
+        (
+            "Hernia, negative for gangrene; No evidence of obstruction",
+            "Hernia, without gangrene; without obstruction",
+        ),
+        ("free of abscess, denies fever", "without abscess, without fever"),
+        ("nail not involved; not intractable", "nail not involved; not intractable"),  # "not" stays
+        ("No. 2 lesion, no 3rd", "No. 2 lesion, no 3rd"),  # a cue must open a phrase of words
+        ("nothing notable", "nothing notable"),  # whole words only
+    ],
+)
+def test_state_absence(text, stated):
+    assert state_absence(text) == stated
+
+
+def test_retriever_reads_a_negation_as_the_list_writes_it():
+    """BM25 drops "no" as a stopword and ranks the "with obstruction" sibling first."""
+    aware = get_retriever(RetrievalConfig(enabled=True, k=5))
+    plain = get_retriever(RetrievalConfig(enabled=True, k=5, negation_aware=False))
+    assert plain.retrieve("acute tracheitis, no obstruction")[0].code == "J04.11"
+    assert aware.retrieve("acute tracheitis, no obstruction")[0].code == "J04.10"
+    assert plain.retrieve("Angiodysplasia of colon, free of hemorrhage")[0].code == "K55.21"
+    assert aware.retrieve("Angiodysplasia of colon, free of hemorrhage")[0].code == "K55.20"
 
 
 UNSPECIFIED_DESCRIPTIONS = {

@@ -170,6 +170,8 @@ class RetrievalConfig:
     expand_lay_terms: bool = (
         True  # "heart attack" -> + "myocardial infarction", "pink eye" -> + "conjunctivitis"
     )
+    # "no coma", "negative for coma" -> "without coma" before search (BM25 drops "no"; the list says "without")
+    negation_aware: bool = True
     # "return visit" -> "subsequent encounter" before search, and among a mention's hits that differ only in
     # the 7th character, the one for the encounter it states first
     encounter_aware: bool = True
