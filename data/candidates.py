@@ -49,6 +49,7 @@ _FILLER = frozenset(
         "specified",
     ]
 )
+_WITH = frozenset(("with", "without"))
 _AXES = (
     ("laterality", re.compile(r"\b(?:right|left|bilateral)\b")),
     ("encounter", re.compile(r"\b(?:initial|subsequent|sequela)\b")),
@@ -130,15 +131,30 @@ def _words(text: str) -> list[str]:
 
 
 def _differences(own: str, rival: str) -> tuple[list[str], list[str]]:
-    """The words only `own` has and the words only `rival` has, in description order."""
+    """The words only `own` has and the words only `rival` has, in description order. Where they differ only in
+    "with" / "without", what follows it (`_object`) goes with each side: "with damage to nail" against "without
+    damage to nail" names the fact, "with" against "without" does not."""
     a, b = _words(own), _words(rival)
     only_a: list[str] = []
     only_b: list[str] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if tag != "equal":
-            only_a += a[i1:i2]
-            only_b += b[j1:j2]
+            after = _object(a[i2:]) if set(a[i1:i2] + b[j1:j2]) <= _WITH else []
+            only_a += a[i1:i2] + after
+            only_b += b[j1:j2] + after
     return only_a, only_b
+
+
+def _object(words: list[str]) -> list[str]:
+    """The leading words of `words` up to its second word that is not filler ("damage to nail", "hematuria")."""
+    taken: list[str] = []
+    for word in words:
+        if word in _WITH:
+            break
+        taken.append(word)
+        if sum(w not in _FILLER for w in taken) == 2:
+            break
+    return taken
 
 
 def _phrase(words: list[str], limit: int = 5) -> str:
@@ -182,9 +198,10 @@ def contrastive_reasoning(
     """One short line per answer code: the code, why its strongest offered rivals lose (read from the
     tabular list, checked against the note's words with abbreviations expanded), and the code again as the
     line's last word; a code without offered rivals gets its description instead."""
-    from thce.retrieval import expand_abbreviations
+    from thce.retrieval import expand_abbreviations, state_absence
 
-    note_words = set(_words(expand_abbreviations(text))) | set(_words(text))
+    # "no hematuria" is the list's "without hematuria": the retriever's rewrites, so the trace reads as it ranks
+    note_words = set(_words(state_absence(expand_abbreviations(text)))) | set(_words(text))
     answer = {c["code"] for c in codes}
     lines = []
     for code in codes:

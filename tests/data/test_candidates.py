@@ -87,6 +87,20 @@ def test_trace_does_not_claim_absent_what_the_note_says():
     assert "not documented" not in trace
 
 
+@pytest.mark.parametrize(
+    ("note", "reason"),
+    [
+        ("Acute cystitis, no hematuria.", "not N30.01 (note says complication without hematuria)"),
+        ("Acute cystitis without hematuria.", "not N30.01 (note says complication without hematuria)"),
+        ("Acute cystitis.", "not N30.01 (complication with hematuria: not documented)"),
+    ],
+)
+def test_trace_names_what_is_with_or_without(note, reason):
+    offered = _offer("N30.01", "N30.00")
+    trace = contrastive_reasoning([{"system": "ICD10", "code": "N30.00"}], offered, note)
+    assert reason in trace, trace
+
+
 def test_confusion_pair_swaps_the_competing_code():
     codes = [{"system": "ICD10", "code": "I10"}, {"system": "ICD10", "code": "E11.9"}]
     rejected = confusion_pair(codes, _offer("I10", "E11.65", "E11.9"))
