@@ -35,7 +35,6 @@ from typing import Any
 from thce.data.synthetic_generation.code_set import CodeInfo, code_info, scope_codes
 from thce.data.synthetic_generation.llm import LLM_OPTIONS, LLM_PROMPT, LlmGenerator
 from thce.data.synthetic_generation.narratives import (
-    NEGATION_CUES,
     condition_phrases,
     negated_phrases,
     reasoning_for,
@@ -59,7 +58,6 @@ __all__ = [
     "LLM_GENERATOR",
     "LLM_OPTIONS",
     "LLM_PROMPT",
-    "NEGATION_CUES",
     "REGISTERS",
     "REJECTION_KINDS",
     "SCOPES",

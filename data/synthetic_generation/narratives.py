@@ -12,6 +12,7 @@ from thce.data.synthetic_generation.tables import (
     FILLERS,
     SPECIFICITY_AXES,
 )
+from thce.retrieval import NEGATION_CUES
 
 
 def _lower_first(text: str) -> str:
@@ -50,10 +51,8 @@ def condition_phrases(info: CodeInfo) -> list[str]:
     return list(dict.fromkeys(p for p in phrases if p))
 
 
-# How notes state that something is absent. The tabular list always says "without X"; a note says "no X",
-# "negative for X", ... and BM25 drops "no" as a stopword, so it ranks the "with X" sibling as high as the right
-# code (22% top-1 on such notes, 95% recall@8): the model must read the cue.
-NEGATION_CUES = ("no", "with no", "negative for", "no evidence of", "free of")
+# The tabular list always says "without X"; a note says "no X", "negative for X", ... (the retriever's cues,
+# `thce.retrieval.NEGATION_CUES`, so that what the generator writes is what the retriever reads).
 _WITHOUT = re.compile(r",?\s*\bwithout\b\s*(?:an? (?=\w))?")
 
 

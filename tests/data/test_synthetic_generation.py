@@ -10,7 +10,6 @@ import pytest
 
 from thce.data.synthetic_generation import (
     COMMON_CODES,
-    NEGATION_CUES,
     REJECTION_KINDS,
     code_info,
     generate_records,
@@ -18,6 +17,7 @@ from thce.data.synthetic_generation import (
     parse_options,
     scope_codes,
 )
+from thce.retrieval import NEGATION_CUES
 from thce.utils.code_validator import describe_code, validate_code
 from thce.utils.errors import UserError
 
