@@ -56,12 +56,12 @@ def condition_phrases(info: CodeInfo) -> list[str]:
 _WITHOUT = re.compile(r",?\s*\bwithout\b\s*(?:an? (?=\w))?")
 
 
-def negated_phrases(info: CodeInfo) -> list[str]:
-    """The code's description with each "without" written as a note's negation cue ("Type 2 diabetes
-    mellitus, no complications"); empty where the description has no "without"."""
-    if not _WITHOUT.search(info.description):
+def negated_phrases(description: str) -> list[str]:
+    """`description` with each "without" written as a note's negation cue ("Type 2 diabetes mellitus, no
+    complications"); empty where the description has no "without"."""
+    if not _WITHOUT.search(description):
         return []
-    return [_lower_first(_WITHOUT.sub(f", {cue} ", info.description)) for cue in NEGATION_CUES]
+    return [_lower_first(_WITHOUT.sub(f", {cue} ", description)) for cue in NEGATION_CUES]
 
 
 def _patient(info: CodeInfo, rng: random.Random) -> tuple[str, str]:

@@ -38,9 +38,8 @@ class GeneratorOptions:
     max_codes: int = 3
     phi_free: bool = True
     rejection_kinds: list[str] = field(default_factory=lambda: list(REJECTION_KINDS))
-    negation_rate: float = (
-        0.0  # share of rows whose first code says "without X", written "no X" (narratives.py)
-    )
+    # share of rows whose first code says "without X", written "no X" (narratives.py)
+    negation_rate: float = 0.0
 
 
 def parse_options(options: Mapping[str, Any], where: str = "synthetic source") -> GeneratorOptions:

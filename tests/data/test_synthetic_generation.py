@@ -121,11 +121,11 @@ def test_bad_options_are_user_errors_naming_them(options, message):
 
 
 def test_negated_phrases_write_without_as_a_note_would():
-    phrases = negated_phrases(code_info("E11.9"))
+    phrases = negated_phrases(code_info("E11.9").description)
     assert "type 2 diabetes mellitus, no complications" in phrases
     assert "type 2 diabetes mellitus, negative for complications" in phrases
     assert all("without" not in p for p in phrases)
-    assert negated_phrases(code_info("I10")) == []  # nothing is stated absent
+    assert negated_phrases(code_info("I10").description) == []  # nothing is stated absent
 
 
 def test_negation_rate_starts_that_share_of_rows_with_a_negated_without_code():
