@@ -19,6 +19,7 @@ from loguru import logger
 
 from thce.post_training.model_card import write_model_card
 from thce.post_training.model_setup import (
+    compile_arguments,
     load_stage_model,
     precision_arguments,
     stage_precision,
@@ -35,7 +36,6 @@ from thce.utils.io import (
     write_json,
     write_manifest,
 )
-from thce.utils.models import thce_home
 from thce.utils.stage_layout import RESOLVED_CONFIG, TRAINING_SUMMARY
 
 
@@ -64,13 +64,9 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
     device = training_device()
     precision = stage_precision(config)
     # THCE's choices (precision, compile) unless the training section sets TRL's own fields explicitly.
-    chosen = {**precision_arguments(precision, device), "torch_compile": config.model.compile}
+    chosen = {**precision_arguments(precision, device), **compile_arguments(config.model.compile)}
     chosen = {k: v for k, v in chosen.items() if k not in config.training}
     args = training_arguments(config, output_dir=str(output_dir), **chosen)
-    if args.torch_compile:
-        # Keep inductor's compiled kernels in THCE's cache (not /tmp), so a rerun or the next stage of the same
-        # model reuses them: the first compile of the 135M model took ~90 s on a 2-core CPU.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(thce_home() / "inductor"))
     logger.info(
         f"Stage {config.stage} ({config.trainer_kind.upper()}) on {device}, "
         f"{'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'} autocast over fp32 weights"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import write_stage_config
 
-from thce.post_training.model_setup import load_stage_model
+from thce.post_training.model_setup import compile_arguments, load_stage_model
 from thce.post_training.trainers import LENGTH_COLUMN, ThceDPOTrainer, ThceSFTTrainer
 from thce.post_training.training_data import load_stage_datasets
 from thce.utils.config import load_config, training_arguments
@@ -112,18 +112,37 @@ def test_dpo_batches_are_grouped_by_length(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_compiled_sft_step_gives_the_eager_loss(tmp_path, tiny_model_dir):
+def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_model_dir, monkeypatch):
+    """One dynamic-shape graph (as `compile_arguments` makes the Trainer compile) serves batches of different
+    lengths, each with the eager loss."""
+    monkeypatch.setenv("THCE_HOME", str(tmp_path / "home"))
+    for name in ("ACCELERATE_DYNAMO_USE_DYNAMIC", "TORCHINDUCTOR_CACHE_DIR"):  # unset now, restored after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir))
     train, _ = load_stage_datasets(config)
     model, tokenizer = load_stage_model(config)
-    args = training_arguments(config, use_cpu=True, bf16=False)
+    args = training_arguments(config, use_cpu=True, bf16=False, **compile_arguments(True))
     trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    compile_kwargs = trainer.accelerator.state.dynamo_plugin.to_kwargs()  # what accelerate compiles with
+    assert compile_kwargs["dynamic"] is True
+    rows = sorted(
+        (trainer.train_dataset[i] for i in range(len(trainer.train_dataset))),
+        key=lambda r: len(r["input_ids"]),
+    )
+    batches = [trainer.data_collator(rows[:4]), trainer.data_collator(rows[-4:])]
+    assert batches[0]["input_ids"].shape[1] < batches[1]["input_ids"].shape[1]
+    torch._dynamo.reset()
+    compiled = torch.compile(model, **compile_kwargs)
     model.eval()
+    graphs = []  # graphs compiled so far, after each batch: the longer batch compiles nothing new
     with torch.no_grad():
-        eager = trainer.compute_loss(model, dict(batch)).item()
-        compiled = trainer.compute_loss(torch.compile(model), dict(batch)).item()
-    assert compiled == pytest.approx(eager, rel=1e-4)
+        for batch in batches:
+            eager = trainer.compute_loss(model, dict(batch)).item()
+            assert trainer.compute_loss(compiled, dict(batch)).item() == pytest.approx(eager, rel=1e-4)
+            graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert graphs[0] >= 1
+    assert graphs[1] == graphs[0]
 
 
 def test_stage_3_trains_with_the_demo_settings_and_evaluates(tmp_path, tiny_model_dir):
