@@ -214,7 +214,8 @@ class Predictor:
             raise ValueError(f"predict(): {len(texts)} texts but {len(candidates)} candidate lists")
         offered = list(candidates) if candidates is not None else [None] * len(texts)
         prompts = [self.prompt(text, offered[i]) for i, text in enumerate(texts)]
-        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False).input_ids]
+        token_ids = self.tokenizer(prompts, add_special_tokens=False).input_ids  # once: lengths, then batches
+        lengths = [len(ids) for ids in token_ids]
         self._check_context(lengths)
         # Sorting by token count keeps padding (wasted prefill) small; results go back to input order.
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
@@ -222,7 +223,7 @@ class Predictor:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             batch_results, decoded = self._predict_batch(
-                [prompts[i] for i in batch], [offered[i] for i in batch]
+                [token_ids[i] for i in batch], [offered[i] for i in batch]
             )
             if self.rerank != "none":
                 self._rerank([prompts[i] for i in batch], [offered[i] for i in batch], batch_results, decoded)
@@ -345,13 +346,13 @@ class Predictor:
                 )
 
     def _predict_batch(
-        self, prompts: list[str], offered: list[Sequence[Any] | None]
+        self, token_ids: list[list[int]], offered: list[Sequence[Any] | None]
     ) -> tuple[list[dict[str, Any]], Decoded | None]:
-        """Decode and parse each prompt's answer: greedily (`decoding.py`, which also leaves the KV cache that
-        reranking continues from), or by beam search (transformers' `generate`)."""
+        """Decode and parse each tokenized prompt's answer: greedily (`decoding.py`, which also leaves the KV
+        cache that reranking continues from), or by beam search (transformers' `generate`)."""
         from thce.inference.decoding import greedy_decode
 
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = self.tokenizer.pad({"input_ids": token_ids}, return_tensors="pt")  # left-padded
         encoded = {key: value.to(self.device) for key, value in encoded.items()}
         grammars = self._grammars(offered)
         if self.num_beams > 1:
@@ -360,7 +361,7 @@ class Predictor:
             self.model,
             encoded["input_ids"],
             encoded["attention_mask"],
-            grammars if isinstance(grammars, list) else [grammars] * len(prompts),
+            grammars if isinstance(grammars, list) else [grammars] * len(token_ids),
             self.max_new_tokens,
             self.eot_id,
             self.tokenizer.pad_token_id,

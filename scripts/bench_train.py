@@ -6,8 +6,7 @@
 
 Each section trains three ways, each in a fresh subprocess (peak memory and compile state its own): `thce` (the
 stage config as the demo runs it, eager), `thce_compiled` (the same with `model.compile: true`, as the full-scale
-configs run it: dynamic-shape torch.compile, kernels cached in THCE's home, so only the first invocation pays the
-cold compile; SFT sections only) and `trl_defaults`. The compiled run's first step includes compiling; the report says after how
+configs run it: dynamic-shape torch.compile; SFT sections only) and `trl_defaults`. The compiled run's first step includes compiling; the report says after how
 many steps compiling has paid that back.
 
 Sections:

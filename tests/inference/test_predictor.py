@@ -160,13 +160,12 @@ def test_rerank_scores_continue_from_the_decoding_cache(tiny_llama, smollm2_toke
     offered = [_offered(["E11.9", "E11.65", "I10"]), _offered(["S72.001A", "S72.002A"])]
     predictor = Predictor(model=tiny_llama, tokenizer=smollm2_tokenizer, precision="fp32", rerank="model")
     prompts = [predictor.prompt(text, offer) for text, offer in zip(TEXTS[:2], offered, strict=True)]
-    results, decoded = predictor._predict_batch(prompts, offered)
+    token_ids = smollm2_tokenizer(prompts, add_special_tokens=False).input_ids
+    results, decoded = predictor._predict_batch(token_ids, offered)
     spent = [predictor._prefix_tokens(decoded, row) for row in range(2)]
     assert all(n is not None for n in spent)  # the forced answer format writes `ICD10:` first
     predictor._rerank(prompts, offered, results, decoded)
-    for row, prompt in enumerate(prompts):
-        prefix = (
-            smollm2_tokenizer(prompt, add_special_tokens=False).input_ids + decoded.tokens[row][: spent[row]]
-        )
+    for row in range(len(prompts)):
+        prefix = token_ids[row] + decoded.tokens[row][: spent[row]]
         for code, score in results[row]["candidate_scores"].items():
             assert score == pytest.approx(full_forward_score(prefix, code), abs=1e-3)

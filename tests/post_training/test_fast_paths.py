@@ -115,10 +115,8 @@ def test_dpo_batches_are_grouped_by_length(tmp_path, tiny_model_dir):
 def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_model_dir, monkeypatch):
     """One dynamic-shape graph (as `compile_arguments` makes the Trainer compile) serves batches of different
     lengths, each with the eager loss."""
-    monkeypatch.setenv("THCE_HOME", str(tmp_path / "home"))
-    for name in ("ACCELERATE_DYNAMO_USE_DYNAMIC", "TORCHINDUCTOR_CACHE_DIR"):  # unset now, restored after
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
+    monkeypatch.setenv("ACCELERATE_DYNAMO_USE_DYNAMIC", "")  # unset now, restored after
+    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_DYNAMIC")
     config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir))
     train, _ = load_stage_datasets(config)
     model, tokenizer = load_stage_model(config)
