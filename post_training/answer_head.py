@@ -122,7 +122,7 @@ def _packable(model: Any, inputs: dict[str, Any]) -> bool:
     return attention == "sdpa" and set(inputs) <= {"input_ids", "attention_mask", "use_cache"}
 
 
-@torch.compiler.disable  # data-dependent index building; under compile it only breaks graphs
+@torch.compiler.disable  # eager under compile: inductor's code for its data-dependent indices failed
 def pack_pairs(inputs: dict[str, Any], labels: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor] | None:
     """One row per preference pair: its prompt once, then the chosen completion, then the rejected one, which
     attends to the prompt and itself but not to the chosen completion, and continues the prompt's positions.

@@ -6,8 +6,8 @@
 
 Each section trains three ways, each in a fresh subprocess (peak memory and compile state its own): `thce` (the
 stage config as the demo runs it, eager), `thce_compiled` (the same with `model.compile: true`, as the full-scale
-configs run it: dynamic-shape torch.compile; SFT sections only) and `trl_defaults`. The compiled run's first step includes compiling; the report says after how
-many steps compiling has paid that back.
+configs run it: dynamic-shape torch.compile; SFT sections only) and `trl_defaults`. The compiled run's first step
+includes compiling; the report says after how many steps compiling has paid that back.
 
 Sections:
 - gemm:     the machine's matmul rate: square 2048 GEMMs (fp32, bf16), and bf16 at the model's own matmul
@@ -329,7 +329,9 @@ def main() -> None:
     parser.add_argument(
         "--sections", default="gemm,sft,sft_long,dpo", help="comma list: gemm, sft, sft_long, dpo"
     )
-    parser.add_argument("--runs", default=",".join(RUNS), help="comma list of thce, trl_defaults")
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help="comma list of thce, thce_compiled, trl_defaults"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="THCE config override")
     parser.add_argument("--sft-steps", type=int, default=8, help="measured optimizer steps, short SFT")
     parser.add_argument("--long-steps", type=int, default=5, help="measured optimizer steps, long-prompt SFT")
