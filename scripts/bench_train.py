@@ -406,9 +406,8 @@ def _compare(section: str, by_run: dict[str, dict], report: dict, batch_size: in
             print(f"  {section}: {name} / trl_defaults = {ratio:.2f}x {key.replace('_', ' ')}")
     if "thce" in by_run and "thce_compiled" in by_run:
         eager, compiled = by_run["thce"], by_run["thce_compiled"]
-        saved = (
-            batch_size / eager["examples_per_second"] - batch_size / compiled["examples_per_second"]
-        )  # s/step
+        step_seconds = {run["run"]: batch_size / run["examples_per_second"] for run in (eager, compiled)}
+        saved = step_seconds["thce"] - step_seconds["thce_compiled"]
         extra = compiled["first_step_seconds"] - eager["first_step_seconds"]
         steps = extra / saved if saved > 0 else float("inf")
         report.setdefault("compile_break_even_steps", {})[section] = steps
