@@ -14,7 +14,10 @@ which answers TRL's `model(..., labels=..., fused_lm_head=True)` call with the s
 A DPO batch is each pair twice over the same prompt (chosen row, rejected row). `pack_pairs` makes it one row
 per pair, prompt + chosen + rejected, where the rejected tokens attend to the prompt and themselves but not to
 the chosen ones and continue the prompt's positions: the same log-probs, with the prompt (most of a pair) run
-once instead of twice, forward and backward.
+once instead of twice, forward and backward. The packing is host-side bookkeeping with data-dependent shapes,
+so it runs in the data loader (`ThceDPOTrainer`'s collator adds it to each batch under `PACKED_PAIRS`) and
+reaches the forward as tensors: a compiled forward then has no data-dependent step, and one dynamic-shape
+graph serves every batch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+PACKED_PAIRS = "packed_pairs"  # the DPO batch's key (and the forward's argument) for its packed pairs
 _MARK = "_thce_answer_only_head"
 
 
@@ -58,8 +62,8 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
     (context parallelism), still go to TRL's forward. The result has TRL's fields: per-token `log_probs`
     (batch, seq - 1), zero where the label is -100, and the requested metric fields (`entropy`, `mean_logits`,
     `is_top1`, `log_sum_sq_probs`), which TRL's DPO only logs or uses without gradient, so they are computed
-    without gradient here. A DPO batch ([chosen rows; rejected rows] over the same prompts) runs as one row
-    per pair (`pack_pairs`). Installing twice is a no-op.
+    without gradient here. Given `packed_pairs` (what `pack_pairs` returns for this batch), the batch
+    ([chosen rows; rejected rows] over the same prompts) runs as one row per pair. Installing twice is a no-op.
     """
     from trl.trainer.utils import FusedCausalLMOutput
 
@@ -68,7 +72,14 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
     previous = model.forward
 
     def forward(
-        self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs
+        self,
+        *args,
+        fused_lm_head=False,
+        labels=None,
+        shift_labels=None,
+        num_items_in_batch=None,
+        packed_pairs=None,
+        **kwargs,
     ):
         if not fused_lm_head or shift_labels is not None or args:
             return previous(
@@ -81,14 +92,13 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
             )
         kwargs["use_cache"] = False
         mask = labels[:, 1:] != IGNORE_INDEX
-        packed = pack_pairs(kwargs, labels) if _packable(self, kwargs) else None
-        if packed is None:
+        if packed_pairs is None:
             logits, targets, model_outputs = answer_logits(previous, kwargs, labels)
         else:
-            packed_inputs, order = packed
-            model_outputs = previous(**packed_inputs)
-            logits = model_outputs.logits.reshape(-1, model_outputs.logits.size(-1))[order]
-            targets = labels[:, 1:][mask].to(logits.device)
+            packed_inputs, positions, targets = packed_pairs
+            model_outputs = self.get_decoder()(**packed_inputs, use_cache=False)
+            hidden = model_outputs.last_hidden_state.flatten(0, 1)[positions]
+            logits = self.get_output_embeddings()(hidden)
         logits = logits.float()
         token_logps = -F.cross_entropy(logits, targets, reduction="none")
         fields: dict[str, torch.Tensor | None] = {
@@ -116,24 +126,28 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
     setattr(model, _MARK, True)
 
 
-def _packable(model: Any, inputs: dict[str, Any]) -> bool:
-    """Pairs are packed under sdpa attention (a boolean block mask), from plain token ids."""
+def packable(model: Any, batch: dict[str, Any]) -> bool:
+    """Whether `pack_pairs` applies to TRL's DPO `batch`: sdpa attention (it takes a boolean block mask), and
+    plain token ids."""
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    return attention == "sdpa" and set(inputs) <= {"input_ids", "attention_mask", "use_cache"}
+    model_inputs = set(batch) - {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", PACKED_PAIRS}
+    return attention == "sdpa" and model_inputs <= {"input_ids", "attention_mask"}
 
 
-@torch.compiler.disable  # eager under compile: inductor's code for its data-dependent indices failed
-def pack_pairs(inputs: dict[str, Any], labels: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor] | None:
+def pack_pairs(
+    inputs: dict[str, Any], labels: torch.Tensor
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor] | None:
     """One row per preference pair: its prompt once, then the chosen completion, then the rejected one, which
     attends to the prompt and itself but not to the chosen completion, and continues the prompt's positions.
 
     `inputs` is TRL's DPO batch: rows [chosen_1..chosen_n, rejected_1..rejected_n], right-padded, `labels`
-    -100 outside the completions. Returns the packed model inputs (a boolean 4D mask, position ids, the LM
-    head on the predicting positions only) and, for each label of `labels[:, 1:]` in row-major order, the
-    index of its logits among the kept positions. None when the halves do not share their prompts.
+    -100 outside the completions. Returns the packed decoder inputs (token ids, a boolean 4D mask, position
+    ids); for each label of `labels[:, 1:]` in row-major order, the flat (pair * width + position) index of
+    the packed position that predicts it (the head projects only those); and the labels themselves. None when
+    the halves do not share their prompts.
 
-    The prompt, most of each pair, then runs once instead of twice, forward and backward; every log-prob is
-    the one the two separate rows give (the test compares them).
+    The prompt, most of each pair, runs once instead of twice, forward and backward; every log-prob is the
+    one the two separate rows give (the test compares them).
     """
     ids, attention = inputs["input_ids"], inputs["attention_mask"]
     rows = ids.shape[0]
@@ -164,9 +178,8 @@ def pack_pairs(inputs: dict[str, Any], labels: torch.Tensor) -> tuple[dict[str, 
     packed = torch.zeros((half, width), dtype=ids.dtype, device=device)
     positions = torch.zeros((half, width), dtype=torch.long, device=device)
     segment = torch.full((half, width), -1, dtype=torch.long, device=device)  # 0 prompt, 1 chosen, 2 rejected
-    keep = torch.zeros((half, width), dtype=torch.bool, device=device)
-    # logits row (pair, packed position) of each label, in the order of labels[:, 1:][mask]
-    label_rows: list[tuple[int, int, int]] = []  # (original row, column, packed position) per label
+    # (original row, column of labels[:, 1:], pair, packed position predicting it), one per label
+    label_rows: list[tuple[int, int, int, int]] = []
     for pair, (p, c, r) in enumerate(spans):
         chosen, rejected = pair, half + pair
         packed[pair, : p + c] = ids[chosen, : p + c]
@@ -175,24 +188,16 @@ def pack_pairs(inputs: dict[str, Any], labels: torch.Tensor) -> tuple[dict[str, 
         positions[pair, p + c : p + c + r] = torch.arange(p, p + r, device=device)
         segment[pair, :p], segment[pair, p : p + c], segment[pair, p + c : p + c + r] = 0, 1, 2
         for j in range(c):  # chosen token j (position p + j) is predicted from position p - 1 + j
-            label_rows.append((chosen, p - 1 + j, pair * width + p - 1 + j))
+            label_rows.append((chosen, p - 1 + j, pair, p - 1 + j))
         for j in range(r):  # rejected token j from the prompt's last position, then from its own tokens
-            label_rows.append((rejected, p - 1 + j, pair * width + (p - 1 if j == 0 else p + c + j - 1)))
-    flat = torch.tensor([position for _, _, position in label_rows], device=device)
-    keep.view(-1)[flat] = True
-    # the kept positions come out row-major: the rank of each label's position among them
-    rank = keep.view(-1).cumsum(0) - 1
-    label_order = sorted(range(len(label_rows)), key=lambda i: label_rows[i][:2])
-    order = rank[flat[torch.tensor(label_order, device=device)]]
+            label_rows.append((rejected, p - 1 + j, pair, p - 1 if j == 0 else p + c + j - 1))
+    label_rows.sort(key=lambda label: label[:2])  # the row-major order of labels[:, 1:][mask]
+    flat = torch.tensor([pair * width + at for _, _, pair, at in label_rows], device=device)
+    targets = labels[:, 1:][answer[:, 1:]]
     index = torch.arange(width, device=device)
     causal = index[None, :, None] >= index[None, None, :]  # (1, query, key)
     valid = segment >= 0
     sees = causal & valid[:, None, :] & ~((segment[:, :, None] == 2) & (segment[:, None, :] == 1))
     sees |= torch.eye(width, dtype=torch.bool, device=device)[None]  # padding queries see themselves
-    return {
-        "input_ids": packed,
-        "attention_mask": sees[:, None],
-        "position_ids": positions,
-        "logits_to_keep": keep,
-        "use_cache": False,
-    }, order
+    model_inputs = {"input_ids": packed, "attention_mask": sees[:, None], "position_ids": positions}
+    return model_inputs, flat, targets

@@ -7,7 +7,7 @@ the logged metrics (`mean_token_accuracy`, `num_tokens`) are the same as TRL's.
 
 `ThceDPOTrainer` is TRL's DPOTrainer, loss code untouched, with (`model_loss=True`) the same answer-only head
 under TRL's fused-head call, for the policy and for the reference pass (precomputed or not); that head also
-runs each pair as one row, its prompt once (`answer_head.pack_pairs`). TRL's own
+runs each pair as one row, its prompt once (`answer_head.pack_pairs`, done by the collator). TRL's own
 `precompute_ref_log_probs` does the reference pass once per dataset, cached beside the dataset under a
 fingerprint of the data and the model weights, so a change of either recomputes it; we only sort that pass
 by length, so its batches carry little padding.
@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from trl import DPOTrainer, SFTTrainer
 
-from thce.post_training.answer_head import answer_logits, install_answer_only_head
+from thce.post_training.answer_head import (
+    IGNORE_INDEX,
+    PACKED_PAIRS,
+    answer_logits,
+    install_answer_only_head,
+    pack_pairs,
+    packable,
+)
 
 
 class ThceSFTTrainer(SFTTrainer):
@@ -84,6 +91,8 @@ class ThceDPOTrainer(DPOTrainer):
         install_answer_only_head(policy, fields)
         if self.ref_model is not None:
             install_answer_only_head(self.accelerator.unwrap_model(self.ref_model))
+        if not isinstance(self.data_collator, _PairPackingCollator):
+            self.data_collator = _PairPackingCollator(self.data_collator, policy)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
@@ -107,6 +116,24 @@ class ThceDPOTrainer(DPOTrainer):
         if hasattr(dataset, "sort") and LENGTH_COLUMN in dataset.column_names:
             dataset = dataset.sort(LENGTH_COLUMN)  # batches of similar length; the sampler reorders later
         return super()._precompute_ref_logps(dataset, name, batch_size)
+
+
+class _PairPackingCollator:
+    """TRL's preference collator, plus each batch's pairs packed one row per pair (`pack_pairs`) under
+    `PACKED_PAIRS`, which TRL passes on to the model with the other inputs."""
+
+    def __init__(self, collate: Any, model: Any) -> None:
+        self.collate, self.model = collate, model
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        if packable(self.model, batch):
+            labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, IGNORE_INDEX)
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            packed = pack_pairs(inputs, labels)
+            if packed is not None:
+                batch[PACKED_PAIRS] = packed
+        return batch
 
 
 __all__ = ["ThceDPOTrainer", "ThceSFTTrainer"]

@@ -172,19 +172,15 @@ def test_dpo_pairs_packed_on_their_shared_prompt_give_the_separate_rows_log_prob
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    packed, _ = answer_head.pack_pairs(inputs, labels)
-    assert packed["input_ids"].shape[0] == 4  # one row per pair, shorter than its two rows
-    assert packed["input_ids"].numel() < 0.8 * batch["attention_mask"].sum()
+    packed = answer_head.pack_pairs(inputs, labels)
+    assert packed[0]["input_ids"].shape[0] == 4  # one row per pair, shorter than its two rows
+    assert packed[0]["input_ids"].numel() < 0.8 * batch["attention_mask"].sum()
+    assert torch.equal(batch[answer_head.PACKED_PAIRS][1], packed[1])  # the trainer's collator packs them
 
     def log_probs_and_grads(pack):
         policy = copy.deepcopy(model)
         answer_head.install_answer_only_head(policy)
-        original = answer_head._packable
-        answer_head._packable = lambda *_: pack
-        try:
-            out = policy(**inputs, labels=labels, fused_lm_head=True)
-        finally:
-            answer_head._packable = original
+        out = policy(**inputs, labels=labels, fused_lm_head=True, packed_pairs=packed if pack else None)
         out.log_probs.sum().backward()
         return out.log_probs.detach(), [p.grad.clone() for p in policy.parameters() if p.grad is not None]
 
@@ -194,3 +190,34 @@ def test_dpo_pairs_packed_on_their_shared_prompt_give_the_separate_rows_log_prob
     torch.testing.assert_close(shared, separate, atol=1e-4, rtol=1e-4)
     for a, b in zip(shared_grads, separate_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_compiled_dpo_step_gives_the_eager_log_probs_at_every_length(tmp_path, tiny_model_dir, monkeypatch):
+    """The packed-pair DPO forward compiles to dynamic-shape graphs that serve pair batches of different
+    lengths (no recompile), each with the eager log-probs."""
+    monkeypatch.setenv("ACCELERATE_DYNAMO_USE_DYNAMIC", "")
+    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_DYNAMIC")
+    config = _dpo_config(tmp_path, tiny_model_dir)
+    model, _ = load_stage_model(config)
+    trainer = _dpo_trainer(config, model, "fp32", ref_model=copy.deepcopy(model), **compile_arguments(True))
+    compile_kwargs = trainer.accelerator.state.dynamo_plugin.to_kwargs()
+    rows = sorted(
+        (trainer.train_dataset[i] for i in range(len(trainer.train_dataset))), key=lambda r: r[LENGTH_COLUMN]
+    )
+    batches = [trainer.data_collator(rows[:4]), trainer.data_collator(rows[-4:])]
+    assert batches[0]["input_ids"].shape[1] < batches[1]["input_ids"].shape[1]
+    torch._dynamo.reset()
+    compiled = torch.compile(model, **compile_kwargs)
+    graphs = []
+    with torch.no_grad():
+        for batch in batches:
+            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "packed_pairs")}
+            labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+            eager = model(**inputs, labels=labels, fused_lm_head=True).log_probs
+            torch.testing.assert_close(
+                compiled(**inputs, labels=labels, fused_lm_head=True).log_probs, eager, atol=1e-4, rtol=1e-4
+            )
+            graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert graphs[0] >= 1
+    assert graphs[1] == graphs[0]
