@@ -376,8 +376,6 @@ def main() -> None:
             args.data = None
         by_run = {}
         for name in args.runs.split(","):
-            if name == "thce_compiled" and section == "dpo":
-                continue  # the packed-pair DPO step did not finish compiling in 12 minutes on 2 cores
             result = _run_subprocess(section, name, args)
             if gemm and section != "dpo":
                 flops = 6 * result["parameters"] * result["tokens_per_second"]
