@@ -6,13 +6,15 @@
 
 Each section trains three ways, each in a fresh subprocess (peak memory and compile state its own): `thce` (the
 stage config as the demo runs it, eager), `thce_compiled` (the same with `model.compile: true`, as the full-scale
-configs run it: dynamic-shape torch.compile; SFT sections only) and `trl_defaults`. The compiled run's first step
-includes compiling; the report says after how many steps compiling has paid that back.
+configs run it: dynamic-shape torch.compile) and `trl_defaults`. The compiled run's first step includes compiling;
+the report says after how many steps compiling has paid that back. (In DPO only the training steps compile; the
+reference pass, before training, stays eager.)
 
 Sections:
 - gemm:     the machine's matmul rate: square 2048 GEMMs (fp32, bf16), and bf16 at the model's own matmul
             shapes (every projection of one layer and the LM head, forward and both backward GEMMs, for the
-            tokens of one batch), the realistic ceiling.
+            tokens of one batch of ~96-token examples), the realistic ceiling. Each SFT section measures the
+            latter again at its own tokens per batch, for its MFU.
 - sft:      stage-1 chat examples from the synthetic generator (~90 tokens): THCE (the stage config) vs
             `SFTConfig(use_cpu=True)`, non-padding tokens/s, and MFU = 6 x params x tokens/s over both rates.
 - sft_long: stage-1 rows as `thce collect` builds them for retrieval-augmented training (configs/stage_1.yaml:
@@ -98,17 +100,22 @@ def model_matmuls(config, tokens: int) -> list[tuple[int, int, int]]:
 
 
 def gemm_section(tokens: int, seconds: float) -> dict[str, float]:
+    square = [(2048, 2048, 2048)]
+    return {
+        "square_fp32": _rate(square, "fp32", seconds),
+        "square_bf16": _rate(square, "bf16", seconds),
+        "model_shapes_bf16": model_shapes_rate(tokens, seconds),
+    }
+
+
+def model_shapes_rate(tokens: int, seconds: float) -> float:
+    """bf16 FLOP/s of the model's own matmuls for a batch of `tokens` rows."""
     from transformers import AutoConfig
 
     from thce.utils.models import resolve_model
 
     config = AutoConfig.from_pretrained(resolve_model(BASE_MODEL).path)
-    square = [(2048, 2048, 2048)]
-    return {
-        "square_fp32": _rate(square, "fp32", seconds),
-        "square_bf16": _rate(square, "bf16", seconds),
-        "model_shapes_bf16": _rate(model_matmuls(config, tokens), "bf16", seconds),
-    }
+    return _rate(model_matmuls(config, tokens), "bf16", seconds)
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -374,13 +381,20 @@ def main() -> None:
             args.data = str(collected_rows(section, count, workdir))
         else:
             args.data = None
-        by_run = {}
+        by_run, shapes_rate = {}, None
         for name in args.runs.split(","):
             result = _run_subprocess(section, name, args)
             if gemm and section != "dpo":
+                if shapes_rate is None:  # at this section's batch size in tokens (matmul rates grow with it)
+                    tokens = round(args.batch_size * result["tokens_per_example"])
+                    shapes_rate = model_shapes_rate(tokens, seconds=3.0)
+                    report.setdefault("model_shapes_bf16_by_section", {})[section] = shapes_rate
+                    print(
+                        f"  {section}: bf16 at the model's shapes ({tokens} tokens) {shapes_rate / 1e9:.0f} GFLOP/s"
+                    )
                 flops = 6 * result["parameters"] * result["tokens_per_second"]
                 result["mfu_square_bf16"] = flops / gemm["square_bf16"]
-                result["mfu_model_shapes_bf16"] = flops / gemm["model_shapes_bf16"]
+                result["mfu_model_shapes_bf16"] = flops / shapes_rate
             by_run[name] = result
             results.append(result)
             print(_describe(result))
