@@ -130,7 +130,7 @@ def packable(model: Any, batch: dict[str, Any]) -> bool:
     """Whether `pack_pairs` applies to TRL's DPO `batch`: sdpa attention (it takes a boolean block mask), and
     plain token ids."""
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    model_inputs = set(batch) - {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", PACKED_PAIRS}
+    model_inputs = set(batch) - {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
     return attention == "sdpa" and model_inputs <= {"input_ids", "attention_mask"}
 
 

@@ -196,6 +196,8 @@ def test_dpo_pairs_packed_on_their_shared_prompt_give_the_separate_rows_log_prob
 def test_compiled_dpo_step_gives_the_eager_log_probs_at_every_length(tmp_path, tiny_model_dir, monkeypatch):
     """The packed-pair DPO forward compiles to dynamic-shape graphs that serve pair batches of different
     lengths (no recompile), each with the eager log-probs."""
+    from thce.post_training import answer_head
+
     monkeypatch.setenv("ACCELERATE_DYNAMO_USE_DYNAMIC", "")
     monkeypatch.delenv("ACCELERATE_DYNAMO_USE_DYNAMIC")
     config = _dpo_config(tmp_path, tiny_model_dir)
@@ -212,7 +214,7 @@ def test_compiled_dpo_step_gives_the_eager_log_probs_at_every_length(tmp_path, t
     graphs = []
     with torch.no_grad():
         for batch in batches:
-            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "packed_pairs")}
+            inputs = {key: batch[key] for key in ("input_ids", "attention_mask", answer_head.PACKED_PAIRS)}
             labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
             eager = model(**inputs, labels=labels, fused_lm_head=True).log_probs
             torch.testing.assert_close(
