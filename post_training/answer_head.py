@@ -2,14 +2,16 @@
 
 In our examples the prompt (system message, note, candidate list) is most of every sequence and carries no
 loss, so projecting it onto the 49k-token vocabulary is wasted work: the LM head alone is ~20% of the 135M
-model's FLOPs per token, and its log-softmax is the largest activation. transformers' `logits_to_keep`
-accepts a boolean (batch, seq) mask and runs the head once over the kept positions (flattened), so the head
-is one matmul and the loss one cross-entropy call.
+model's FLOPs per token, and its log-softmax is the largest activation. The installed forward
+(`install_answer_only_head`) runs the decoder, then the head on the kept positions only, given as flat
+(row * width + position) indices: one matmul and one cross-entropy call. The indices are computed outside
+the forward, so a compiled forward has no data-dependent step and one dynamic-shape graph serves every batch
+(transformers' boolean `logits_to_keep` would run `nonzero` inside it, and break the graph).
 
 TRL 1.x has its own fused LM head (`add_fused_lm_head`), but off Triton devices (any CPU) it scores every
 position, prompt included, in tiles; measured ~35% slower per SFT step on CPU. SFT (`ThceSFTTrainer`) calls
-`answer_logits` directly; DPO keeps TRL's loss code and gets the same head through `install_answer_only_head`,
-which answers TRL's `model(..., labels=..., fused_lm_head=True)` call with the same output fields.
+`answer_logits`; DPO keeps TRL's loss code and gets the same head under TRL's
+`model(..., labels=..., fused_lm_head=True)` call, with the same output fields.
 
 A DPO batch is each pair twice over the same prompt (chosen row, rejected row). `pack_pairs` makes it one row
 per pair, prompt + chosen + rejected, where the rejected tokens attend to the prompt and themselves but not to
@@ -30,75 +32,81 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 PACKED_PAIRS = "packed_pairs"  # the DPO batch's key (and the forward's argument) for its packed pairs
+ANSWER_POSITIONS = "answer_positions"  # the forward's argument: flat positions to project (SFT)
 _MARK = "_thce_answer_only_head"
 
 
-def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+def answer_mask(labels: torch.Tensor) -> torch.Tensor:
     """Boolean (batch, seq) mask of the positions whose next token carries a label (position t predicts t+1)."""
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     return keep
 
 
+def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat (row * width + position) indices of the positions that predict a label, and those labels, both
+    in the row-major order of `labels[:, 1:][labels[:, 1:] != -100]`."""
+    keep = answer_mask(labels)
+    return keep.flatten().nonzero().squeeze(1), labels[:, 1:][keep[:, :-1]]
+
+
 def answer_logits(
     forward: Any, inputs: dict[str, Any], labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Run `forward(**inputs)` with the LM head on the answer positions only.
+    """Run `forward(**inputs)` (a model with `install_answer_only_head`) with the LM head on the answer
+    positions only. Returns (logits of shape (kept positions, vocab), their target token ids, the model's
+    output object)."""
+    positions, targets = answer_positions(labels)
+    outputs = forward(**inputs, **{ANSWER_POSITIONS: positions.to(labels.device)})
+    return outputs.logits, targets, outputs
 
-    Returns (logits of shape (kept positions, vocab), their target token ids, the model's output object).
-    The kept positions are in row-major order, i.e. the order of `labels[:, 1:][labels[:, 1:] != -100]`.
-    """
-    keep = answer_positions(labels)
-    outputs = forward(**inputs, logits_to_keep=keep)
-    logits = outputs.logits.reshape(-1, outputs.logits.size(-1))
-    targets = labels[:, 1:][keep[:, :-1]].to(logits.device)
-    return logits, targets, outputs
+
+def _head_at(model: Any, inputs: dict[str, Any], positions: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """The decoder over `inputs`, then the LM head on the flat `positions` of its hidden states only."""
+    outputs = model.get_decoder()(**{**inputs, "use_cache": False})
+    hidden = outputs.last_hidden_state.flatten(0, 1)[positions]
+    return model.get_output_embeddings()(hidden), outputs
 
 
 def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)) -> None:
-    """Make TRL's fused-head call `model(..., labels=labels, fused_lm_head=True)` run the answer-only head.
+    """Give the model's forward the answer-only head, for SFT and for TRL's DPO. Call after TRL's
+    `add_fused_lm_head` (TRL's trainers add it); installing twice is a no-op.
 
-    Call after TRL's `add_fused_lm_head`: calls without `fused_lm_head=True`, and pre-shifted `shift_labels`
-    (context parallelism), still go to TRL's forward. The result has TRL's fields: per-token `log_probs`
-    (batch, seq - 1), zero where the label is -100, and the requested metric fields (`entropy`, `mean_logits`,
-    `is_top1`, `log_sum_sq_probs`), which TRL's DPO only logs or uses without gradient, so they are computed
-    without gradient here. Given `packed_pairs` (what `pack_pairs` returns for this batch), the batch
-    ([chosen rows; rejected rows] over the same prompts) runs as one row per pair. Installing twice is a no-op.
+    - `model(**inputs, answer_positions=flat)` (SFT, `answer_logits`): the logits of those positions only, as
+      a `CausalLMOutputWithPast` whose `logits` are (positions, vocab).
+    - TRL's fused-head call `model(..., labels=labels, fused_lm_head=True)`: TRL's fields, per-token
+      `log_probs` (batch, seq - 1), zero where the label is -100, and the requested metric fields (`entropy`,
+      `mean_logits`, `is_top1`, `log_sum_sq_probs`), which TRL's DPO only logs or uses without gradient, so
+      they are computed without gradient here. Given `packed_pairs` (what `pack_pairs` returns for this batch),
+      the batch ([chosen rows; rejected rows] over the same prompts) runs as one row per pair.
+    - Any other call (without `fused_lm_head=True`, or with pre-shifted `shift_labels` under context
+      parallelism) goes to the forward it replaces.
     """
+    from transformers.modeling_outputs import CausalLMOutputWithPast
     from trl.trainer.utils import FusedCausalLMOutput
 
     if getattr(model, _MARK, False):
         return
     previous = model.forward
 
-    def forward(
-        self,
-        *args,
-        fused_lm_head=False,
-        labels=None,
-        shift_labels=None,
-        num_items_in_batch=None,
-        packed_pairs=None,
-        **kwargs,
-    ):
-        if not fused_lm_head or shift_labels is not None or args:
-            return previous(
-                *args,
-                fused_lm_head=fused_lm_head,
-                labels=labels,
-                shift_labels=shift_labels,
-                num_items_in_batch=num_items_in_batch,
-                **kwargs,
-            )
-        kwargs["use_cache"] = False
+    def forward(self, *args, **kwargs):
+        positions = kwargs.pop(ANSWER_POSITIONS, None)
+        packed_pairs = kwargs.pop(PACKED_PAIRS, None)
+        if positions is not None and not args:
+            kwargs.pop("labels", None)
+            logits, _ = _head_at(self, kwargs, positions)
+            return CausalLMOutputWithPast(logits=logits)
+        if not kwargs.get("fused_lm_head") or kwargs.get("shift_labels") is not None or args:
+            return previous(*args, **kwargs)
+        kwargs.pop("fused_lm_head")
+        labels, num_items_in_batch = kwargs.pop("labels"), kwargs.pop("num_items_in_batch", None)
         mask = labels[:, 1:] != IGNORE_INDEX
         if packed_pairs is None:
-            logits, targets, model_outputs = answer_logits(previous, kwargs, labels)
+            positions, targets = answer_positions(labels)
+            logits, model_outputs = _head_at(self, kwargs, positions.to(labels.device))
         else:
             packed_inputs, positions, targets = packed_pairs
-            model_outputs = self.get_decoder()(**packed_inputs, use_cache=False)
-            hidden = model_outputs.last_hidden_state.flatten(0, 1)[positions]
-            logits = self.get_output_embeddings()(hidden)
+            logits, model_outputs = _head_at(self, packed_inputs, positions)
         logits = logits.float()
         token_logps = -F.cross_entropy(logits, targets, reduction="none")
         fields: dict[str, torch.Tensor | None] = {

@@ -15,6 +15,7 @@ by length, so its batches carry little padding.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -31,10 +32,31 @@ from thce.post_training.answer_head import (
 )
 
 
-class ThceSFTTrainer(SFTTrainer):
+class _CompilableNeftune:
+    """NEFTune by our hook (`_neftune_noise`) instead of the Trainer's, whose host sync breaks a compiled graph.
+    Mixed into both trainers, before the TRL class."""
+
+    def _take_over_neftune(self) -> None:
+        self.neftune_alpha, self.neftune_noise_alpha = self.neftune_noise_alpha, None
+
+    def train(self, *args: Any, **kwargs: Any):
+        if self.neftune_alpha is None:
+            return super().train(*args, **kwargs)
+        embeddings = _policy(self.model).get_input_embeddings()
+        hook = embeddings.register_forward_hook(functools.partial(_neftune_noise, self.neftune_alpha))
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            hook.remove()
+
+
+class ThceSFTTrainer(_CompilableNeftune, SFTTrainer):
     def __init__(self, *args: Any, model_loss: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model_loss = model_loss
+        if model_loss:  # with the fields TRL's SFT loss reads, should its own fused-head call reach it
+            install_answer_only_head(_policy(self.model), ("log_probs", "entropy", "is_top1"))
+        self._take_over_neftune()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.model_loss:
@@ -71,15 +93,31 @@ class ThceSFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def _neftune_noise(alpha: float, module: Any, inputs: Any, embeddings: torch.Tensor) -> torch.Tensor:
+    """NEFTune (Jain et al. 2023) as transformers' hook computes it, uniform noise of scale
+    alpha / sqrt(seq x hidden) on the training embeddings, in tensor ops a compiled graph can hold (the
+    Trainer's hook passes a tensor bound to `uniform_`, a host sync that breaks the graph)."""
+    if not module.training:
+        return embeddings
+    scale = alpha / (embeddings.size(1) * embeddings.size(2)) ** 0.5
+    return embeddings + (torch.rand_like(embeddings) * 2 - 1) * scale
+
+
+def _policy(model: Any) -> Any:
+    """The model whose forward TRL patched: the base model under PEFT."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 LENGTH_COLUMN = "length"
 
 
-class ThceDPOTrainer(DPOTrainer):
+class ThceDPOTrainer(_CompilableNeftune, DPOTrainer):
     def __init__(self, *args: Any, model_loss: bool = True, **kwargs: Any) -> None:
         # Set before TRL's __init__, which already runs the reference pass when precompute_ref_log_probs is on.
         self.model_loss = model_loss
         super().__init__(*args, **kwargs)
         self._install_answer_only_heads()
+        self._take_over_neftune()
 
     def _install_answer_only_heads(self) -> None:
         if not self.model_loss:
@@ -87,7 +125,7 @@ class ThceDPOTrainer(DPOTrainer):
         # The fields TRL's DPO loss reads from the policy's output (metrics; WPO weights when enabled).
         fields = ("log_probs", "entropy", "mean_logits", "is_top1")
         fields += ("log_sum_sq_probs",) if self.use_weighting else ()
-        policy = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        policy = _policy(self.model)
         install_answer_only_head(policy, fields)
         if self.ref_model is not None:
             install_answer_only_head(self.accelerator.unwrap_model(self.ref_model))

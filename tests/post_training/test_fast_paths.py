@@ -1,14 +1,16 @@
 """The trainers' fast paths give the numbers of the slow ones: the answer-only LM head in DPO, precomputed
-reference log-probs, length-grouped DPO batches, and a compiled SFT step."""
+reference log-probs, length-grouped DPO batches, compiled SFT and DPO steps, and our NEFTune hook."""
 
 import copy
+import functools
 
 import pytest
 import torch
 from conftest import write_stage_config
+from transformers import TrainerCallback
 
 from thce.post_training.model_setup import compile_arguments, load_stage_model
-from thce.post_training.trainers import LENGTH_COLUMN, ThceDPOTrainer, ThceSFTTrainer
+from thce.post_training.trainers import LENGTH_COLUMN, ThceDPOTrainer, ThceSFTTrainer, _neftune_noise
 from thce.post_training.training_data import load_stage_datasets
 from thce.utils.config import load_config, training_arguments
 
@@ -131,6 +133,8 @@ def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_m
     batches = [trainer.data_collator(rows[:4]), trainer.data_collator(rows[-4:])]
     assert batches[0]["input_ids"].shape[1] < batches[1]["input_ids"].shape[1]
     torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
     compiled = torch.compile(model, **compile_kwargs)
     model.eval()
     graphs = []  # graphs compiled so far, after each batch: the longer batch compiles nothing new
@@ -138,9 +142,51 @@ def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_m
         for batch in batches:
             eager = trainer.compute_loss(model, dict(batch)).item()
             assert trainer.compute_loss(compiled, dict(batch)).item() == pytest.approx(eager, rel=1e-4)
-            graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+            graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[0] >= 1
     assert graphs[1] == graphs[0]
+    # A training step, with the NEFTune noise the stage configs use: forward and backward, still one graph.
+    model.train()
+    hook = model.get_input_embeddings().register_forward_hook(functools.partial(_neftune_noise, 0.01))
+    trainer.compute_loss(compiled, dict(batches[1])).backward()
+    hook.remove()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+def test_neftune_noise_is_bounded_by_alpha_and_on_only_while_training(tmp_path, tiny_model_dir):
+    """The trainers' own NEFTune hook: uniform noise within alpha / sqrt(seq x hidden), in training mode only,
+    installed by `train()` in place of the Trainer's (whose host sync breaks a compiled graph)."""
+    embeddings = torch.nn.Embedding(10, 8)
+    ids = torch.randint(0, 10, (2, 5))
+    clean = embeddings.weight[ids].detach()
+    hook = embeddings.register_forward_hook(functools.partial(_neftune_noise, 0.5))
+    noise = (embeddings(ids) - clean).abs()
+    assert 0 < noise.max() <= 0.5 / (5 * 8) ** 0.5
+    assert noise.mean() > 0.25 * 0.5 / (5 * 8) ** 0.5  # uniform on [-b, b]: mean |x| = b / 2
+    embeddings.eval()
+    assert torch.equal(embeddings(ids), clean)
+    hook.remove()
+
+    config = load_config(
+        write_stage_config(tmp_path, 1, tiny_model_dir, max_steps=1, neftune_noise_alpha=5.0)
+    )
+    train, _ = load_stage_datasets(config)
+    model, tokenizer = load_stage_model(config)
+    args = training_arguments(config, use_cpu=True, bf16=False)
+    trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    assert (trainer.neftune_alpha, trainer.neftune_noise_alpha) == (5.0, None)
+    hooks = []
+
+    class Hooks(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            hooks.append(
+                [getattr(h, "func", h) for h in model.get_input_embeddings()._forward_hooks.values()]
+            )
+
+    trainer.add_callback(Hooks())
+    trainer.train()
+    assert hooks == [[_neftune_noise]]
+    assert not model.get_input_embeddings()._forward_hooks  # removed after training
 
 
 def test_stage_3_trains_with_the_demo_settings_and_evaluates(tmp_path, tiny_model_dir):

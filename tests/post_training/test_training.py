@@ -262,14 +262,18 @@ def test_model_loss_matches_trl_loss(tmp_path, tiny_model_dir, smollm2_tokenizer
     args = training_arguments(config, use_cpu=True, bf16=False)
 
     train, _ = load_stage_datasets(config)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=smollm2_tokenizer)
-    examples = [trainer.train_dataset[i] for i in range(4)]
-    batch = trainer.data_collator(examples)  # padding-free, prompt masked out of the labels
+    ours, theirs = (
+        ThceSFTTrainer(
+            model=AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(),
+            args=args,
+            train_dataset=train,
+            processing_class=smollm2_tokenizer,
+            model_loss=model_loss,
+        )
+        for model_loss in (True, False)
+    )
+    batch = ours.data_collator([ours.train_dataset[i] for i in range(4)])  # padding-free, prompt masked out
     assert batch["input_ids"].shape[0] == 1 and (batch["labels"] == -100).float().mean() > 0.5
-    model.eval()
     with torch.no_grad():
-        ours = trainer.compute_loss(model, dict(batch)).item()
-        trainer.model_loss = False
-        theirs = trainer.compute_loss(model, dict(batch)).item()
+        ours, theirs = (trainer.compute_loss(trainer.model, dict(batch)).item() for trainer in (ours, theirs))
     assert ours == pytest.approx(theirs, rel=1e-4)
