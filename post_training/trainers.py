@@ -11,6 +11,9 @@ runs each pair as one row, its prompt once (`answer_head.pack_pairs`, done by th
 `precompute_ref_log_probs` does the reference pass once per dataset, cached beside the dataset under a
 fingerprint of the data and the model weights, so a change of either recomputes it; we only sort that pass
 by length, so its batches carry little padding.
+
+Both add NEFTune's embedding noise (`neftune_noise_alpha`) with our own hook (`_CompilableNeftune`): the
+Trainer's hook makes a host sync inside the decoder, and a compiled forward then falls back to eager whole.
 """
 
 from __future__ import annotations
