@@ -63,35 +63,44 @@ def answer_logits(
     return outputs.logits, targets, outputs
 
 
-def _head_at(model: Any, inputs: dict[str, Any], positions: torch.Tensor) -> tuple[torch.Tensor, Any]:
+def _head_at(
+    model: Any, inputs: dict[str, Any], positions: torch.Tensor, math_attention: bool
+) -> tuple[torch.Tensor, Any]:
     """The decoder over `inputs`, then the LM head on the flat `positions` of its hidden states only."""
-    with _attention_kernel(inputs.get("input_ids")):
+    on_cpu = inputs["input_ids"].device.type == "cpu" if "input_ids" in inputs else False
+    with sdpa_kernel([SDPBackend.MATH]) if math_attention and on_cpu else contextlib.nullcontext():
         outputs = model.get_decoder()(**{**inputs, "use_cache": False})
     hidden = outputs.last_hidden_state.flatten(0, 1)[positions]
     return model.get_output_embeddings()(hidden), outputs
 
 
 # On CPU, sdpa's math kernel (matmuls and a softmax, which a compiled graph fuses) is faster than its flash
-# kernel, whose backward is slow on short rows, up to ~300 tokens a row. Measured, compiled forward and
-# backward of the 135M model on 8 rows (2-core AMX Xeon): math / flash time 0.77 at 87 tokens, 0.80 at 160,
-# 0.90 at 235, 1.05 at 320. Longer rows (packed DPO pairs, padding-free batches) keep the default kernels.
+# kernel, whose backward is slow on short rows. Measured, compiled forward and backward of the 135M model on
+# 8 rows (2-core AMX Xeon): math / flash time 0.77 at 87 tokens, 0.80 at 160, 0.90 at 235, 1.05 at 320 (eager:
+# 0.93, 0.95, 1.03, 1.14). The choice is made once per run, from the longest row (`math_attention_fits`): a
+# choice per batch would compile a second graph when batches fall on both sides of the limit.
 MATH_ATTENTION_MAX_WIDTH = 256
 
 
-def _attention_kernel(input_ids: torch.Tensor | None) -> contextlib.AbstractContextManager:
-    """sdpa's math kernel for short rows on CPU; the default choice otherwise."""
-    if (
-        input_ids is not None
-        and input_ids.device.type == "cpu"
-        and input_ids.shape[-1] <= MATH_ATTENTION_MAX_WIDTH
-    ):
-        return sdpa_kernel([SDPBackend.MATH])
-    return contextlib.nullcontext()
+def math_attention_fits(dataset: Any) -> bool:
+    """Whether every tokenized row of `dataset` (a map-style dataset with `input_ids`) is short enough for
+    sdpa's math kernel. False when the lengths cannot be read without iterating it."""
+    import pyarrow.compute as pc
+
+    try:
+        lengths = pc.list_value_length(dataset.data.column("input_ids"))
+    except (AttributeError, KeyError):
+        return False
+    longest = pc.max(lengths).as_py()
+    return longest is not None and longest <= MATH_ATTENTION_MAX_WIDTH
 
 
-def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs",)) -> None:
+def install_answer_only_head(
+    model: Any, outputs: tuple[str, ...] = ("log_probs",), math_attention: bool = False
+) -> None:
     """Give the model's forward the answer-only head, for SFT and for TRL's DPO. Call after TRL's
-    `add_fused_lm_head` (TRL's trainers add it); installing twice is a no-op.
+    `add_fused_lm_head` (TRL's trainers add it); installing twice is a no-op. `math_attention`: attend with
+    sdpa's math kernel on CPU (`math_attention_fits` says when that is faster).
 
     - `model(**inputs, answer_positions=flat)` (SFT, `answer_logits`): the logits of those positions only, as
       a `CausalLMOutputWithPast` whose `logits` are (positions, vocab).
@@ -115,7 +124,7 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
         packed_pairs = kwargs.pop(PACKED_PAIRS, None)
         if positions is not None and not args:
             kwargs.pop("labels", None)
-            logits, _ = _head_at(self, kwargs, positions)
+            logits, _ = _head_at(self, kwargs, positions, math_attention)
             return CausalLMOutputWithPast(logits=logits)
         if not kwargs.get("fused_lm_head") or kwargs.get("shift_labels") is not None or args:
             return previous(*args, **kwargs)
@@ -124,10 +133,10 @@ def install_answer_only_head(model: Any, outputs: tuple[str, ...] = ("log_probs"
         mask = labels[:, 1:] != IGNORE_INDEX
         if packed_pairs is None:
             positions, targets = answer_positions(labels)
-            logits, model_outputs = _head_at(self, kwargs, positions.to(labels.device))
+            logits, model_outputs = _head_at(self, kwargs, positions.to(labels.device), math_attention)
         else:
             packed_inputs, positions, targets = packed_pairs
-            logits, model_outputs = _head_at(self, packed_inputs, positions)
+            logits, model_outputs = _head_at(self, packed_inputs, positions, math_attention)
         logits = logits.float()
         token_logps = -F.cross_entropy(logits, targets, reduction="none")
         fields: dict[str, torch.Tensor | None] = {

@@ -30,6 +30,7 @@ from thce.post_training.answer_head import (
     PACKED_PAIRS,
     answer_logits,
     install_answer_only_head,
+    math_attention_fits,
     pack_pairs,
     packable,
 )
@@ -58,7 +59,12 @@ class ThceSFTTrainer(_CompilableNeftune, SFTTrainer):
         super().__init__(*args, **kwargs)
         self.model_loss = model_loss
         if model_loss:  # with the fields TRL's SFT loss reads, should its own fused-head call reach it
-            install_answer_only_head(_policy(self.model), ("log_probs", "entropy", "is_top1"))
+            short_rows = not self.args.padding_free and all(
+                math_attention_fits(dataset) for dataset in (self.train_dataset, self.eval_dataset) if dataset
+            )
+            install_answer_only_head(
+                _policy(self.model), ("log_probs", "entropy", "is_top1"), math_attention=short_rows
+            )
         self._take_over_neftune()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

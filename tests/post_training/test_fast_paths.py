@@ -119,11 +119,13 @@ def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_m
     lengths, each with the eager loss."""
     monkeypatch.setenv("ACCELERATE_DYNAMO_USE_DYNAMIC", "")  # unset now, restored after
     monkeypatch.delenv("ACCELERATE_DYNAMO_USE_DYNAMIC")
-    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir))
+    # Padded rows, all short: the run attends with sdpa's math kernel (what the compiled graph must hold).
+    config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir, padding_free=False))
     train, _ = load_stage_datasets(config)
     model, tokenizer = load_stage_model(config)
     args = training_arguments(config, use_cpu=True, bf16=False, **compile_arguments(True))
     trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    assert _flash_enabled_in_attention(trainer, model) is False
     compile_kwargs = trainer.accelerator.state.dynamo_plugin.to_kwargs()  # what accelerate compiles with
     assert compile_kwargs["dynamic"] is True
     rows = sorted(
@@ -151,6 +153,41 @@ def test_compiled_sft_step_gives_the_eager_loss_at_every_length(tmp_path, tiny_m
     trainer.compute_loss(compiled, dict(batches[1])).backward()
     hook.remove()
     assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+def _flash_enabled_in_attention(trainer, model) -> bool:
+    """Whether sdpa's flash kernel was enabled while the first attention layer ran, in one eager loss call."""
+    seen = []
+    attention = model.model.layers[0].self_attn
+    hook = attention.register_forward_pre_hook(
+        lambda *_: seen.append(torch.backends.cuda.flash_sdp_enabled())
+    )
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    with torch.no_grad():
+        trainer.compute_loss(model, trainer.data_collator(rows))
+    hook.remove()
+    return seen[0]
+
+
+def test_math_attention_is_chosen_when_every_row_is_short(tmp_path, tiny_model_dir):
+    """sdpa's math kernel (faster on CPU for short rows) when the longest row fits, once per run; otherwise,
+    and for padding-free batches (whose rows are whole batches), the default kernels."""
+    from datasets import Dataset
+
+    from thce.post_training.answer_head import MATH_ATTENTION_MAX_WIDTH, math_attention_fits
+
+    def rows(*lengths):
+        return Dataset.from_dict({"input_ids": [[1] * n for n in lengths]})
+
+    assert math_attention_fits(rows(10, MATH_ATTENTION_MAX_WIDTH))
+    assert not math_attention_fits(rows(10, MATH_ATTENTION_MAX_WIDTH + 1))
+    for padding_free, flash in ((False, False), (True, True)):
+        config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir, padding_free=padding_free))
+        train, _ = load_stage_datasets(config)
+        model, tokenizer = load_stage_model(config)
+        args = training_arguments(config, use_cpu=True, bf16=False)
+        trainer = ThceSFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        assert _flash_enabled_in_attention(trainer, model) is flash
 
 
 def test_neftune_noise_is_bounded_by_alpha_and_on_only_while_training(tmp_path, tiny_model_dir):
