@@ -75,24 +75,28 @@ def _head_at(
 
 
 # On CPU, sdpa's math kernel (matmuls and a softmax, which a compiled graph fuses) is faster than its flash
-# kernel, whose backward is slow on short rows. Measured, compiled forward and backward of the 135M model on
-# 8 rows (2-core AMX Xeon): math / flash time 0.77 at 87 tokens, 0.80 at 160, 0.90 at 235, 1.05 at 320 (eager:
-# 0.93, 0.95, 1.03, 1.14). The choice is made once per run, from the longest row (`math_attention_fits`): a
-# choice per batch would compile a second graph when batches fall on both sides of the limit.
-MATH_ATTENTION_MAX_WIDTH = 256
+# kernel, whose backward is slow on short rows. Measured, forward and backward of the 135M model on 8 rows
+# (2-core AMX Xeon), math / flash time at 87, 160, 235 and 320 tokens: compiled 0.77, 0.80, 0.90, 1.05; eager
+# 0.93, 0.95, 1.03, 1.14. So math pays up to about these row lengths (the crossovers, interpolated):
+MATH_ATTENTION_CROSSOVER = {"compiled": 288, "eager": 208}
 
 
-def math_attention_fits(dataset: Any) -> bool:
-    """Whether every tokenized row of `dataset` (a map-style dataset with `input_ids`) is short enough for
-    sdpa's math kernel. False when the lengths cannot be read without iterating it."""
+def math_attention_fits(dataset: Any, compiled: bool) -> bool:
+    """Whether a run over `dataset` (a map-style dataset with `input_ids`) is faster with sdpa's math kernel:
+    its rows are at most the crossover length on average, and none is twice that (math attention's cost grows
+    with the square of the row). Chosen once per run, not per batch: a per-batch choice would compile a second
+    graph when batches fall on both sides. False when the lengths cannot be read without iterating."""
     import pyarrow.compute as pc
 
     try:
-        lengths = pc.list_value_length(dataset.data.column("input_ids"))
+        rows = dataset.data.column("input_ids")
     except (AttributeError, KeyError):
         return False
-    longest = pc.max(lengths).as_py()
-    return longest is not None and longest <= MATH_ATTENTION_MAX_WIDTH
+    if len(rows) == 0:
+        return False
+    lengths = pc.list_value_length(rows)
+    crossover = MATH_ATTENTION_CROSSOVER["compiled" if compiled else "eager"]
+    return pc.mean(lengths).as_py() <= crossover and pc.max(lengths).as_py() <= 2 * crossover
 
 
 def install_answer_only_head(

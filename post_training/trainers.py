@@ -60,7 +60,9 @@ class ThceSFTTrainer(_CompilableNeftune, SFTTrainer):
         self.model_loss = model_loss
         if model_loss:  # with the fields TRL's SFT loss reads, should its own fused-head call reach it
             short_rows = not self.args.padding_free and all(
-                math_attention_fits(dataset) for dataset in (self.train_dataset, self.eval_dataset) if dataset
+                math_attention_fits(dataset, compiled=self.args.torch_compile)
+                for dataset in (self.train_dataset, self.eval_dataset)
+                if dataset
             )
             install_answer_only_head(
                 _policy(self.model), ("log_probs", "entropy", "is_top1"), math_attention=short_rows

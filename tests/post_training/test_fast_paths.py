@@ -170,17 +170,23 @@ def _flash_enabled_in_attention(trainer, model) -> bool:
 
 
 def test_math_attention_is_chosen_when_every_row_is_short(tmp_path, tiny_model_dir):
-    """sdpa's math kernel (faster on CPU for short rows) when the longest row fits, once per run; otherwise,
+    """sdpa's math kernel (faster on CPU for short rows) when the rows are short, chosen once per run; otherwise,
     and for padding-free batches (whose rows are whole batches), the default kernels."""
     from datasets import Dataset
 
-    from thce.post_training.answer_head import MATH_ATTENTION_MAX_WIDTH, math_attention_fits
+    from thce.post_training.answer_head import MATH_ATTENTION_CROSSOVER, math_attention_fits
 
     def rows(*lengths):
         return Dataset.from_dict({"input_ids": [[1] * n for n in lengths]})
 
-    assert math_attention_fits(rows(10, MATH_ATTENTION_MAX_WIDTH))
-    assert not math_attention_fits(rows(10, MATH_ATTENTION_MAX_WIDTH + 1))
+    for setup, crossover in MATH_ATTENTION_CROSSOVER.items():
+        compiled = setup == "compiled"
+        assert math_attention_fits(
+            rows(crossover - 10, crossover + 10), compiled
+        )  # on average at the crossover
+        assert not math_attention_fits(rows(crossover, crossover + 10), compiled)  # above it on average
+        assert not math_attention_fits(rows(*[10] * 9, 2 * crossover + 1), compiled)  # one row too long
+    assert not math_attention_fits(rows(), compiled=False)
     for padding_free, flash in ((False, False), (True, True)):
         config = load_config(write_stage_config(tmp_path, 1, tiny_model_dir, padding_free=padding_free))
         train, _ = load_stage_datasets(config)
