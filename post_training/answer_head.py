@@ -59,7 +59,7 @@ def answer_logits(
     positions only. Returns (logits of shape (kept positions, vocab), their target token ids, the model's
     output object)."""
     positions, targets = answer_positions(labels)
-    outputs = forward(**inputs, **{ANSWER_POSITIONS: positions.to(labels.device)})
+    outputs = forward(**inputs, **{ANSWER_POSITIONS: positions})
     return outputs.logits, targets, outputs
 
 
@@ -137,7 +137,7 @@ def install_answer_only_head(
         mask = labels[:, 1:] != IGNORE_INDEX
         if packed_pairs is None:
             positions, targets = answer_positions(labels)
-            logits, model_outputs = _head_at(self, kwargs, positions.to(labels.device), math_attention)
+            logits, model_outputs = _head_at(self, kwargs, positions, math_attention)
         else:
             packed_inputs, positions, targets = packed_pairs
             logits, model_outputs = _head_at(self, packed_inputs, positions, math_attention)
