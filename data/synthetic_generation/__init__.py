@@ -29,7 +29,8 @@ Options (a source's `options:` mapping; an unknown option is a UserError naming 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from thce.data.synthetic_generation.code_set import CodeInfo, code_info, scope_codes
@@ -78,6 +79,7 @@ __all__ = [
     "reasoning_trace",
     "scope_codes",
     "specificity",
+    "write_records",
 ]
 
 
@@ -89,6 +91,34 @@ def generate_records(
         yield from LlmGenerator(options or {}, seed=seed).records(count)
         return
     yield from TemplateGenerator(generator, seed=seed, options=options).records(count)
+
+
+def write_records(
+    target: Path,
+    sources: Sequence[Any],
+    seed: int = 42,
+    entries: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Write the records of synthetic `sources` (config `SourceConfig`s, in order) to `target` as JSONL,
+    atomically: a failure leaves `target` as it was. Each source yields `entries` records, or its own
+    `entries`. Returns the number of records written."""
+    from tqdm import tqdm
+
+    from thce.utils.errors import UserError
+    from thce.utils.io import write_jsonl
+
+    counts = [entries if entries is not None else source.entries for source in sources]
+    for source, count in zip(sources, counts, strict=True):
+        if count is None:
+            raise UserError(f"synthetic source {source.generator} has no 'entries'; give a count")
+
+    def records() -> Iterator[dict[str, Any]]:
+        for source, count in zip(sources, counts, strict=True):
+            generated = generate_records(source.generator, count, seed, source.options)
+            yield from tqdm(generated, total=count, desc=source.generator, unit="rec", disable=not progress)
+
+    return write_jsonl(target, records())
 
 
 def is_phi_free(generator: str, options: Mapping[str, Any] | None) -> bool:

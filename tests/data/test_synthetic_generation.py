@@ -16,9 +16,11 @@ from thce.data.synthetic_generation import (
     negated_phrases,
     parse_options,
     scope_codes,
+    write_records,
 )
 from thce.retrieval import NEGATION_CUES
 from thce.utils.code_validator import describe_code, validate_code
+from thce.utils.config import SourceConfig
 from thce.utils.errors import UserError
 
 
@@ -254,3 +256,25 @@ def test_llm_backend_needs_a_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match="OPENAI_API_KEY"):
         LlmGenerator({"model": "gpt-4o-mini"})
+
+
+def test_write_records_writes_every_source_in_order_and_all_or_nothing(tmp_path):
+    target = tmp_path / "synthetic.jsonl"
+    plain = SourceConfig(kind="synthetic", generator="icd10cm", entries=3, options={"top_n": 20})
+    traced = SourceConfig(kind="synthetic", generator="icd10cm_reasoning", entries=2, options={"top_n": 20})
+    assert write_records(target, [plain, traced], seed=1, progress=False) == 5
+    written = target.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in written.splitlines()]
+    assert [r["reasoning"] is None for r in records] == [True, True, True, False, False]
+    assert records[:3] == list(generate_records("icd10cm", 3, 1, {"top_n": 20}))
+    assert write_records(target, [plain], entries=4, progress=False) == 4
+
+    # The second source fails after the first one's records went out: the file is as it was.
+    before = target.read_text(encoding="utf-8")
+    broken = SourceConfig(kind="synthetic", generator="icd10cm", entries=2, options={"no_such_option": 1})
+    with pytest.raises(UserError, match="no_such_option"):
+        write_records(target, [plain, broken], progress=False)
+    assert target.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic.jsonl"]
+    with pytest.raises(UserError, match="has no 'entries'"):
+        write_records(target, [SourceConfig(kind="synthetic", generator="icd10cm")], progress=False)

@@ -29,30 +29,19 @@ def generate(
     overrides: SetOption = None,
 ) -> None:
     """Generate the config's synthetic sources as canonical (or preference) JSONL records."""
-    import json
-
-    from tqdm import tqdm
-
-    from thce.data.synthetic_generation import generate_records
+    from thce.data.synthetic_generation import write_records
     from thce.utils.errors import UserError
-    from thce.utils.io import atomic_file, check_output
+    from thce.utils.io import check_output
 
     stage_config = _load(config, overrides)
     sources = [s for s in stage_config.data.sources if s.kind == "synthetic"]
     if not sources:
         raise UserError(f"{config}: no synthetic source in data.sources")
+    if entries is None and any(source.entries is None for source in sources):
+        raise UserError(f"{config}: a synthetic source has no 'entries'; pass -n N")
     target = output or Path(f"data/raw/stage_{stage_config.stage}_synthetic.jsonl")
     check_output(target, [config], "--output")
-    written = 0
-    with atomic_file(target) as handle:
-        for source in sources:
-            count = entries if entries is not None else source.entries
-            if count is None:
-                raise UserError(f"{config}: synthetic source {source.generator} has no 'entries'; pass -n N")
-            records = generate_records(source.generator, count, stage_config.seed, source.options)
-            for record in tqdm(records, total=count, desc=source.generator, unit="rec"):
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
+    written = write_records(target, sources, stage_config.seed, entries)
     typer.echo(f"wrote {written} records to {target}")
 
 
