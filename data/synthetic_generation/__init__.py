@@ -111,7 +111,10 @@ def write_records(
     counts = [entries if entries is not None else source.entries for source in sources]
     for source, count in zip(sources, counts, strict=True):
         if count is None:
-            raise UserError(f"synthetic source {source.generator} has no 'entries'; give a count")
+            raise UserError(
+                f"synthetic source {source.generator} has no 'entries': set it in the config, "
+                "or give a count (thce generate -n N)"
+            )
 
     def records() -> Iterator[dict[str, Any]]:
         for source, count in zip(sources, counts, strict=True):

@@ -37,8 +37,6 @@ def generate(
     sources = [s for s in stage_config.data.sources if s.kind == "synthetic"]
     if not sources:
         raise UserError(f"{config}: no synthetic source in data.sources")
-    if entries is None and any(source.entries is None for source in sources):
-        raise UserError(f"{config}: a synthetic source has no 'entries'; pass -n N")
     target = output or Path(f"data/raw/stage_{stage_config.stage}_synthetic.jsonl")
     check_output(target, [config], "--output")
     written = write_records(target, sources, stage_config.seed, entries)
