@@ -30,7 +30,6 @@ Options (a source's `options:` mapping; an unknown option is a UserError naming 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from thce.data.synthetic_generation.code_set import CodeInfo, code_info, scope_codes
@@ -53,6 +52,9 @@ from thce.data.synthetic_generation.options import (
 )
 from thce.data.synthetic_generation.tables import COMMON_CODES, REGISTERS
 from thce.data.synthetic_generation.templates import TemplateGenerator, hallucinated_code
+from thce.utils.config import SourceConfig
+from thce.utils.errors import UserError
+from thce.utils.io import PathLike, write_jsonl
 
 __all__ = [
     "COMMON_CODES",
@@ -94,19 +96,16 @@ def generate_records(
 
 
 def write_records(
-    target: Path,
-    sources: Sequence[Any],
+    target: PathLike,
+    sources: Sequence[SourceConfig],
     seed: int = 42,
     entries: int | None = None,
     progress: bool = True,
 ) -> int:
-    """Write the records of synthetic `sources` (config `SourceConfig`s, in order) to `target` as JSONL,
+    """Write the records of synthetic `sources` (in order) to `target` as JSONL,
     atomically: a failure leaves `target` as it was. Each source yields `entries` records, or its own
     `entries`. Returns the number of records written."""
     from tqdm import tqdm
-
-    from thce.utils.errors import UserError
-    from thce.utils.io import write_jsonl
 
     counts = [entries if entries is not None else source.entries for source in sources]
     for source, count in zip(sources, counts, strict=True):
