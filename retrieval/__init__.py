@@ -23,7 +23,7 @@ from thce.retrieval.retriever import (
     reciprocal_rank_fusion,
     trim_description,
 )
-from thce.retrieval.specificity import prefer_unspecified
+from thce.retrieval.specificity import prefer_accidental, prefer_unspecified
 from thce.utils.config import RetrievalConfig
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "add_lay_terms",
     "expand_abbreviations",
     "get_retriever",
+    "prefer_accidental",
     "prefer_stated_encounter",
     "prefer_unspecified",
     "reciprocal_rank_fusion",

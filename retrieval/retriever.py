@@ -6,7 +6,8 @@ words after lay phrases (`lay_terms.py`), put the note's words for an injury's e
 (`encounter.py`), search every mention with the code system's BM25 (the one behind `thce codes search`; all
 mentions of a batch in one call), put first among a code's 7th-character siblings the one for the encounter
 the mention states (`encounter.py` again), and the category's unspecified code above a sibling that claims
-more than the mention says (`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a
+more than the mention says, and accidental intent above another intent the mention does not state
+(`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a
 code scores sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short
 mention ("HTN") is not drowned by a long one, and a code several mentions agree on rises.
 """
@@ -24,7 +25,7 @@ from thce.retrieval.encounter import prefer_stated_encounter, state_encounter
 from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
 from thce.retrieval.negation import state_absence
-from thce.retrieval.specificity import prefer_unspecified
+from thce.retrieval.specificity import prefer_accidental, prefer_unspecified
 from thce.utils.config import RetrievalConfig
 
 
@@ -104,6 +105,7 @@ class Retriever:
             ranked = prefer_stated_encounter(query, ranked, self._description)
         if self.config.prefer_unspecified:
             ranked = prefer_unspecified(query, ranked, self._description)
+            ranked = prefer_accidental(query, ranked, self._description)
         return ranked
 
     def queries(self, text: str) -> list[str]:

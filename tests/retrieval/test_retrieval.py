@@ -12,6 +12,7 @@ from thce.retrieval import (
     add_lay_terms,
     expand_abbreviations,
     get_retriever,
+    prefer_accidental,
     prefer_stated_encounter,
     prefer_unspecified,
     reciprocal_rank_fusion,
@@ -339,6 +340,68 @@ def test_prefer_unspecified_needs_a_sibling_the_mention_fully_states():
     # the sibling's own words ("agoraphobia") are not the mention's: no move
     assert prefer_unspecified("panic attacks", hits, UNSPECIFIED_DESCRIPTIONS.__getitem__) == hits
     assert prefer_unspecified("anything", hits[:1], UNSPECIFIED_DESCRIPTIONS.__getitem__) == hits[:1]
+
+
+SPRAIN_DESCRIPTIONS = {
+    "S93.411A": "Sprain of calcaneofibular ligament of right ankle, initial encounter",
+    "S93.431A": "Sprain of tibiofibular ligament of right ankle, initial encounter",
+    "S93.401A": "Sprain of unspecified ligament of right ankle, initial encounter",
+    "S93.601A": "Unspecified sprain of right foot, initial encounter",
+}
+
+
+def test_prefer_unspecified_lets_the_sibling_claim_less_than_the_top_hit():
+    """ "ligament" is claimed by the unspecified sibling too, but the top hit claims more ("calcaneofibular")."""
+    hits = [("S93.411A", 5.6), ("S93.431A", 5.6), ("S93.601A", 5.4), ("S93.401A", 5.3)]
+    query = "sprained sprain right ankle, initial encounter"
+    reordered = prefer_unspecified(query, hits, SPRAIN_DESCRIPTIONS.__getitem__)
+    assert [code for code, _ in reordered] == ["S93.401A", "S93.411A", "S93.431A", "S93.601A"]
+    # a sibling without the mention's words ("ankle") never moves up; a stated ligament keeps the order
+    assert prefer_unspecified(query, hits[:3], SPRAIN_DESCRIPTIONS.__getitem__) == hits[:3]
+    stated = "sprain of calcaneofibular ligament of right ankle, initial encounter"
+    assert prefer_unspecified(stated, hits, SPRAIN_DESCRIPTIONS.__getitem__) == hits
+
+
+INTENT_DESCRIPTIONS = {
+    "T63.444A": "Toxic effect of venom of bees, undetermined, initial encounter",
+    "T63.443A": "Toxic effect of venom of bees, assault, initial encounter",
+    "T63.441A": "Toxic effect of venom of bees, accidental (unintentional), initial encounter",
+    "T63.442A": "Toxic effect of venom of bees, intentional self-harm, initial encounter",
+}
+
+
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("bee sting reaction, initial encounter", "T63.441A"),  # no intent stated: accidental (I.C.19.e.5.b)
+        ("stung by bees, intent undetermined", "T63.444A"),  # stated: BM25's order stays
+        ("bee venom, assaulted", "T63.444A"),
+        ("bees, deliberate self-harm", "T63.444A"),
+    ],
+)
+def test_prefer_accidental(query, first):
+    hits = [("T63.444A", 11.1), ("T63.443A", 11.1), ("T63.442A", 10.6), ("T63.441A", 10.5)]
+    reordered = prefer_accidental(query, hits, INTENT_DESCRIPTIONS.__getitem__)
+    assert reordered[0][0] == first
+    assert [score for _, score in reordered] == [score for _, score in hits]
+    assert sorted(c for c, _ in reordered) == sorted(c for c, _ in hits)
+    # the accidental sibling must be among the hits; an accidental top hit stays
+    assert prefer_accidental(query, hits[:3], INTENT_DESCRIPTIONS.__getitem__) == hits[:3]
+    accidental_first = [hits[3], *hits[:3]]
+    assert prefer_accidental(query, accidental_first, INTENT_DESCRIPTIONS.__getitem__) == accidental_first
+
+
+def test_retriever_codes_what_a_silence_implies():
+    """The unspecified ligament of a sprain, the accidental intent of a sting: the official code set's own."""
+    aware = get_retriever(RetrievalConfig(enabled=True, k=8))
+    plain = get_retriever(RetrievalConfig(enabled=True, k=8, prefer_unspecified=False))
+    for text, code in [
+        ("sprained right ankle, first visit", "S93.401A"),
+        ("bee sting reaction, first visit", "T63.441A"),
+    ]:
+        assert plain.retrieve(text)[0].code != code
+        assert aware.retrieve(text)[0].code == code
+    assert aware.retrieve("Toxic effect of venom of bees, assault, initial encounter")[0].code == "T63.443A"
 
 
 def test_retriever_prefers_the_unspecified_code_when_nothing_more_is_documented():

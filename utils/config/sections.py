@@ -177,7 +177,8 @@ class RetrievalConfig:
     # "return visit" -> "subsequent encounter" before search, and among a mention's hits that differ only in
     # the 7th character, the one for the encounter it states first
     encounter_aware: bool = True
-    # a mention's top hit claims words the mention lacks, an unspecified sibling does not: that sibling first
+    # what a mention's silence implies: a category's unspecified code above a sibling claiming words the mention
+    # lacks, accidental intent above self-harm / assault / undetermined when no intent is stated
     prefer_unspecified: bool = True
     split_mentions: bool = True  # one query per sentence / list item / `;` phrase, fused; else the whole note
     per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
