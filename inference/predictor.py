@@ -93,7 +93,6 @@ class Predictor:
     ) -> None:
         import torch
 
-        from thce.inference.attention import use_decoding_attention
         from thce.utils.models import resolve_model, select_precision, torch_dtype
 
         if rerank not in (None, "none", "model", "fusion"):
@@ -117,7 +116,7 @@ class Predictor:
                 f"{self.name}: the tokenizer has {len(self.tokenizer)} tokens but the model only "
                 f"{model.get_input_embeddings().weight.shape[0]} embeddings; was it saved with prepare_model?"
             )
-        self.model = use_decoding_attention(model.to(self.device).eval())
+        self.model = model.to(self.device).eval()
         self.reasoning = is_reasoning_tokenizer(self.tokenizer)
         self.timings = {"retrieval_seconds": 0.0}
         self.constrained = constrained
