@@ -27,8 +27,6 @@ _WORD = re.compile(r"[a-z0-9]+")
 # Nonessential modifiers, in parentheses or brackets ("Obstructive sleep apnea (adult) (pediatric)"), and
 # "not elsewhere classified" claim nothing either.
 _SUPPLEMENTARY = re.compile(r"\([^)]*\)|\[[^\]]*\]|\bnot elsewhere classified\b")
-# Words that claim nothing about the condition. "other", "with" and "without" are not among them: each
-# states a fact ("other" means another specified kind).
 # A top hit for a stated intent other than accidental (the 6th character: 2 self-harm, 3 assault, 4 undetermined)
 _OTHER_INTENT = re.compile(r", (?:intentional self-harm|assault|undetermined)\b", re.IGNORECASE)
 # The mention's words for an intent: then the hits keep BM25's order.
@@ -37,6 +35,8 @@ _STATED_INTENT = re.compile(
     r"|undetermined|accidental\w*|unintentional\w*|by accident)\b",
     re.IGNORECASE,
 )
+# Words that claim nothing about the condition. "other", "with" and "without" are not among them: each
+# states a fact ("other" means another specified kind).
 _NEUTRAL = frozenset(
     ["of", "the", "and", "or", "in", "to", "for", "by", "a", "an", "as", "on", "at", "due", "unspecified"]
 )
