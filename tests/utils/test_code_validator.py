@@ -3,8 +3,10 @@
 import json
 import random
 
+import numpy
 import pytest
 
+from thce.utils.code_systems.base import _top_k
 from thce.utils.code_validator import (
     CodeCheck,
     billable_codes,
@@ -319,6 +321,19 @@ def test_search_many_and_empty_queries():
     assert results[1] == [] and results[2] == []
     with pytest.raises(UserError):
         search_codes("asthma", top=0)
+
+
+def test_search_ranks_equal_scores_later_code_first():
+    """Laterality siblings share every word a query without a side has: BM25 ties them, and a tie goes to the
+    later code (the unspecified side), the same on every run and every numpy."""
+    hits = search_codes("sprain of calcaneofibular ligament of ankle, initial encounter", top=4)
+    tied = [hit for hit in hits if hit.score == hits[0].score]
+    assert len(tied) >= 2
+    assert [hit.code for hit in tied] == sorted((hit.code for hit in tied), reverse=True)
+    assert tied[0].code == "S93.419A"
+    scores = numpy.array([0.0, 2.0, 0.0, 3.0, 2.0, 0.0])
+    assert list(_top_k(scores, 3)) == [3, 4, 1]
+    assert list(_top_k(scores, 6)) == [3, 4, 1, 5, 2, 0]
 
 
 def test_format_only_systems_cannot_list_or_search():

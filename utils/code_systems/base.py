@@ -192,6 +192,18 @@ def tokenize(texts: list[str]) -> Any:
     )
 
 
+def _top_k(scores: Any, k: int) -> Any:
+    """Indices of the `k` highest `scores`, best first; among equal scores the later code first, where ICD-10-CM
+    puts the unspecified side or site (9) and "other" (8). Selected among the negated scores:
+    most of a query's scores are 0, and numpy's selection slows ~8x when its pivot falls among equal values, as
+    it does in bm25s' own top-k (`np.argpartition(scores, -k)`): 8 ms a query over the 74,719 ICD-10-CM codes."""
+    import numpy as np
+
+    negated = -scores
+    chosen = np.argpartition(negated, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return chosen[np.lexsort((-chosen, negated[chosen]))]
+
+
 class CodeSystem(ABC):
     """One code system. Subclasses implement `normalise_with_reason`, `check`, `describe`, `billable_codes`
     and `search_corpus`; `is_valid`, `search` and batch validation come for free."""
@@ -277,15 +289,21 @@ class CodeSystem(ABC):
         if not tokens.vocab:
             return [[] for _ in queries]
         k = min(top, len(codes))
-        indices, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        words = {index: word for word, index in tokens.vocab.items()}
         results = []
-        for row, row_scores in zip(indices, scores, strict=True):
-            hits = [
-                SearchHit(self.name, codes[i], self.description(codes[i]) or "", float(score))
-                for i, score in zip(row, row_scores, strict=True)
-                if score > 0
-            ]
-            results.append(hits)
+        for ids in tokens.ids:
+            if not ids:  # only stop words: nothing scores
+                results.append([])
+                continue
+            scores = retriever.get_scores([words[i] for i in ids])
+            best = _top_k(scores, k)
+            results.append(
+                [
+                    SearchHit(self.name, codes[i], self.description(codes[i]) or "", float(scores[i]))
+                    for i in best
+                    if scores[i] > 0
+                ]
+            )
         return results
 
     def _search_index(self) -> tuple[Any, list[str]]:
