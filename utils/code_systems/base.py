@@ -286,8 +286,6 @@ class CodeSystem(ABC):
             raise UserError(f"--top must be at least 1 (got {top})")
         retriever, codes = self._search_index()
         tokens = tokenize([query if isinstance(query, str) else "" for query in queries])
-        if not tokens.vocab:
-            return [[] for _ in queries]
         k = min(top, len(codes))
         words = {index: word for word, index in tokens.vocab.items()}
         results = []
