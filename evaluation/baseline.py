@@ -4,8 +4,9 @@ Every baseline maps texts to predictions of the predictor's shape (`codes` with 
 and ranked `candidates` for top-k):
 - `random`: a billable ICD-10-CM code drawn uniformly (seeded).
 - `keyword`: the candidate retriever's top-1 (`thce.retrieval`: the note split into mentions, abbreviations
-  and lay words expanded, each mention searched with the BM25 behind `thce codes search`, the lists fused);
-  the next candidates rank the top-k. A candidate-aware model must beat the list it chooses from.
+  and lay words expanded, each mention searched with the BM25 behind `thce codes search`, its hits re-scored
+  by a sentence encoder where `retrieval.dense_model` is set, the lists fused); the next candidates rank the
+  top-k. A candidate-aware model must beat the list it chooses from.
 - `most_frequent`: the most frequent first code of the training data, for every input.
 - `rule_based`: `RULES`, a small table of high-frequency conditions and their abbreviations, each a
   regular expression mapped to one billable code; every rule that matches contributes its code, in

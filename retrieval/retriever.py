@@ -7,7 +7,8 @@ words after lay phrases (`lay_terms.py`), put the note's words for an injury's e
 mentions of a batch in one call), put first among a code's 7th-character siblings the one for the encounter
 the mention states (`encounter.py` again), and the category's unspecified code above a sibling that claims
 more than the mention says, and accidental intent above another intent the mention does not state
-(`specificity.py`), then fuse the mentions' ranked lists by reciprocal rank: a
+(`specificity.py`), optionally reorder each mention's hits by a sentence encoder's similarity (`dense.py`),
+then fuse the mentions' ranked lists by reciprocal rank: a
 code scores sum over lists of 1 / (rrf_c + rank). Each mention's best hit thus scores the same, so a short
 mention ("HTN") is not drowned by a long one, and a code several mentions agree on rises.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thce.retrieval.abbreviations import expand_abbreviations
+from thce.retrieval.dense import DenseScorer, rescore
 from thce.retrieval.encounter import prefer_stated_encounter, state_encounter
 from thce.retrieval.lay_terms import add_lay_terms
 from thce.retrieval.mentions import split_mentions
@@ -94,6 +96,7 @@ class Retriever:
 
         self.config = config
         self.system = get_code_system(config.system)
+        self.dense = DenseScorer(config.dense_model, self._description) if config.dense_model else None
 
     def _description(self, code: str) -> str:
         return self.system.description(code) or ""
@@ -148,10 +151,17 @@ class Retriever:
         per_note = [self.queries(text if isinstance(text, str) else "") for text in texts]
         flat = [query for queries in per_note for query in queries]
         hits = self.system.search_many(flat, top=max(self.config.per_mention, k)) if flat else []
+        ranked = [self._ranked(query, found) for query, found in zip(flat, hits, strict=True)]
+        if self.dense is not None:
+            similarities = self.dense.similarities(flat, [[code for code, _ in mention] for mention in ranked])
+            ranked = [
+                rescore(mention, scores, self.config.dense_prior)
+                for mention, scores in zip(ranked, similarities, strict=True)
+            ]
         results = []
         position = 0
         for queries in per_note:
-            lists = [self._ranked(query, hits[position + i]) for i, query in enumerate(queries)]
+            lists = ranked[position : position + len(queries)]
             position += len(queries)
             fused = reciprocal_rank_fusion(lists, self.config.rrf_c)[:k]
             results.append(

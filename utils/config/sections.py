@@ -183,6 +183,11 @@ class RetrievalConfig:
     split_mentions: bool = True  # one query per sentence / list item / `;` phrase, fused; else the whole note
     per_mention: int = 20  # hits fetched per mention before the mentions' lists are fused
     rrf_c: int = 60  # reciprocal-rank fusion constant: score = sum over lists of 1 / (rrf_c + rank)
+    # Each mention's hits reordered by meaning (retrieval/dense.py): a sentence-transformers model, by name
+    # ("all-MiniLM-L6-v2", shipped on PyPI) or directory; null keeps BM25's order. A hit scores its cosine
+    # similarity to the mention + dense_prior / its BM25 rank.
+    dense_model: str | None = None
+    dense_prior: float = 0.4
     description_max_chars: int = 0  # >0: candidate descriptions cut to this length (middle words) for prompts
     # After generating, the first code is chosen again among the offered ones (inference/candidate_scores.py):
     # "fusion" by the model's score of each offered code plus the prior -fusion_weight * log(retriever rank),
@@ -191,6 +196,8 @@ class RetrievalConfig:
     fusion_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.dense_prior < 0:
+            raise UserError(f"retrieval.dense_prior must be 0 or more (got {self.dense_prior})")
         if self.fusion_weight < 0:
             raise UserError(f"retrieval.fusion_weight must be 0 or more (got {self.fusion_weight})")
         for name in ("k", "per_mention", "rrf_c"):
