@@ -7,6 +7,7 @@ Depends on thce.utils only. The `retrieval:` config section is `thce.utils.confi
 """
 
 from thce.retrieval.abbreviations import ABBREVIATIONS, expand_abbreviations
+from thce.retrieval.dense import DenseScorer, rescore, resolve_dense_model
 from thce.retrieval.encounter import (
     ENCOUNTER_TERMS,
     prefer_stated_encounter,
@@ -32,6 +33,7 @@ __all__ = [
     "LAY_TERMS",
     "NEGATION_CUES",
     "Candidate",
+    "DenseScorer",
     "RetrievalConfig",
     "Retriever",
     "add_lay_terms",
@@ -41,6 +43,8 @@ __all__ = [
     "prefer_stated_encounter",
     "prefer_unspecified",
     "reciprocal_rank_fusion",
+    "rescore",
+    "resolve_dense_model",
     "split_mentions",
     "state_absence",
     "state_encounter",

@@ -153,7 +153,9 @@ class Retriever:
         hits = self.system.search_many(flat, top=max(self.config.per_mention, k)) if flat else []
         ranked = [self._ranked(query, found) for query, found in zip(flat, hits, strict=True)]
         if self.dense is not None:
-            similarities = self.dense.similarities(flat, [[code for code, _ in mention] for mention in ranked])
+            similarities = self.dense.similarities(
+                flat, [[code for code, _ in mention] for mention in ranked]
+            )
             ranked = [
                 rescore(mention, scores, self.config.dense_prior)
                 for mention, scores in zip(ranked, similarities, strict=True)

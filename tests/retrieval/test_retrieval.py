@@ -8,6 +8,7 @@ from thce.retrieval import (
     ABBREVIATIONS,
     LAY_TERMS,
     Candidate,
+    DenseScorer,
     RetrievalConfig,
     add_lay_terms,
     expand_abbreviations,
@@ -16,6 +17,8 @@ from thce.retrieval import (
     prefer_stated_encounter,
     prefer_unspecified,
     reciprocal_rank_fusion,
+    rescore,
+    resolve_dense_model,
     split_mentions,
     state_absence,
     state_encounter,
@@ -413,3 +416,96 @@ def test_retriever_prefers_the_unspecified_code_when_nothing_more_is_documented(
     assert aware.retrieve("Dx: agoraphobia")[0].code == "F40.00"
     assert aware.retrieve("Shigellosis, unspecified")[0].code == "A03.9"
     assert aware.retrieve("Agoraphobia with panic disorder")[0].code == "F40.01"
+
+
+# --- dense re-scoring (retrieval/dense.py) ---
+
+
+def test_rescore_keeps_the_first_hit_unless_another_is_clearly_closer():
+    ranked = [("A", 9.0), ("B", 8.0), ("C", 7.0)]
+    # prior 0.4: A gets +0.4, B +0.2, C +0.133; B must be closer by more than 0.2 to pass A.
+    assert [c for c, _ in rescore(ranked, [0.50, 0.65, 0.10], 0.4)] == ["A", "B", "C"]
+    assert [c for c, _ in rescore(ranked, [0.50, 0.75, 0.10], 0.4)] == ["B", "A", "C"]
+    assert rescore(ranked, [0.1, 0.2, 0.9], 0.0)[0] == ("C", 7.0)  # prior 0: similarity alone; scores kept
+    assert rescore(ranked, [0.3, 0.3, 0.3], 0.0) == ranked  # equal similarities: BM25 order
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A random 1-layer sentence-transformers model (mean pooling, normalised) with a word-level vocabulary."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("encoder")
+    words = [
+        "hypertension",
+        "essential",
+        "diabetes",
+        "type",
+        "mellitus",
+        "anemia",
+        "iron",
+        "deficiency",
+        "worried",
+        "nervous",
+        "pain",
+    ]
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(directory / "bert")
+    config = BertConfig(
+        vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(directory / "bert")
+    word = models.Transformer(str(directory / "bert"), max_seq_length=32)
+    encoder = SentenceTransformer(
+        modules=[word, models.Pooling(16, pooling_mode="mean"), models.Normalize()], device="cpu"
+    )
+    encoder.save(str(directory / "encoder"))
+    return directory / "encoder"
+
+
+def test_dense_scorer_embeds_each_code_once(tiny_encoder):
+    described = []
+
+    def description(code):
+        described.append(code)
+        return {"I10": "Essential hypertension", "E11.9": "Type 2 diabetes mellitus"}[code]
+
+    scorer = DenseScorer(str(tiny_encoder), description)
+    first = scorer.similarities(["hypertension", "diabetes"], [["I10", "E11.9"], ["E11.9"]])
+    assert [len(row) for row in first] == [2, 1]
+    assert all(-1.0001 <= value <= 1.0001 for row in first for value in row)
+    again = scorer.similarities(["diabetes"], [["E11.9", "I10"]])
+    assert described == ["I10", "E11.9"]  # cached: the second call embeds no description
+    assert again[0][0] == pytest.approx(first[1][0], abs=1e-5)  # same query, same code, same similarity
+    assert scorer.similarities([], []) == []
+
+
+def test_dense_model_must_be_packaged_or_a_model_directory(tmp_path):
+    with pytest.raises(UserError, match="neither all-MiniLM-L6-v2"):
+        resolve_dense_model(str(tmp_path))
+    assert (resolve_dense_model("all-MiniLM-L6-v2") / "modules.json").is_file()
+
+
+def test_dense_rescoring_only_reorders_the_bm25_hits(tiny_encoder):
+    """One mention: the dense retriever offers the same codes as BM25 (its per_mention hits), in its own order."""
+    text = "Iron deficiency anemia, unspecified"
+    plain = get_retriever(RetrievalConfig(enabled=True, k=20, per_mention=20))
+    dense = get_retriever(RetrievalConfig(enabled=True, k=20, per_mention=20, dense_model=str(tiny_encoder)))
+    assert dense.dense is not None and plain.dense is None
+    assert {c.code for c in dense.retrieve(text)} == {c.code for c in plain.retrieve(text)}
+    assert len(dense.retrieve_batch([text, "HTN; worried", ""])) == 3
+
+
+@pytest.mark.slow
+def test_dense_rescoring_finds_the_meaning_bm25_misses():
+    """all-MiniLM-L6-v2 (the shipped weights): lay wording whose literal BM25 match is another condition."""
+    text = "nervous about every little thing, can't stop worrying"
+    plain = get_retriever(RetrievalConfig(enabled=True, k=8))
+    dense = get_retriever(RetrievalConfig(enabled=True, k=8, dense_model="all-MiniLM-L6-v2"))
+    assert plain.retrieve(text)[0].code != "R45.0"
+    assert dense.retrieve(text)[0].code == "R45.0"  # Nervousness
+    # Official wording keeps its exact match first.
+    assert dense.retrieve("Iron deficiency anemia, unspecified")[0].code == "D50.9"
