@@ -91,15 +91,14 @@ class Predictor:
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
-        import torch
 
-        from thce.utils.models import resolve_model, select_precision, torch_dtype
+        from thce.utils.models import default_device, resolve_model, select_precision, torch_dtype
 
         if rerank not in (None, "none", "model", "fusion"):
             raise UserError(f"rerank must be none, model or fusion (got {rerank!r})")
         if batch_size < 1 or num_beams < 1:
             raise UserError(f"batch_size and num_beams must be at least 1 (got {batch_size}, {num_beams})")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.precision = select_precision(self.device, precision)
         self.name = str(model_name_or_path) if model_name_or_path is not None else "in-memory model"
         if model is None or tokenizer is None:

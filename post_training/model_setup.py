@@ -14,18 +14,12 @@ from loguru import logger
 
 from thce.utils.config import StageConfig
 from thce.utils.medical_chat_templates import prepare_model, prepare_tokenizer
-from thce.utils.models import resolve_model, select_precision
-
-
-def training_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from thce.utils.models import default_device, resolve_model, select_precision
 
 
 def stage_precision(config: StageConfig) -> str:
     """The autocast precision for this stage on this device (the one function in utils decides)."""
-    return select_precision(training_device(), requested=config.model.precision)
+    return select_precision(default_device(), requested=config.model.precision)
 
 
 def precision_arguments(precision: str, device: str) -> dict[str, Any]:

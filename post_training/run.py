@@ -23,7 +23,6 @@ from thce.post_training.model_setup import (
     load_stage_model,
     precision_arguments,
     stage_precision,
-    training_device,
 )
 from thce.post_training.training_data import load_stage_datasets
 from thce.utils.config import StageConfig, save_resolved_config, training_arguments
@@ -36,6 +35,7 @@ from thce.utils.io import (
     write_json,
     write_manifest,
 )
+from thce.utils.models import default_device
 from thce.utils.stage_layout import RESOLVED_CONFIG, TRAINING_SUMMARY
 
 
@@ -61,7 +61,7 @@ def train_stage(config: StageConfig, resume: bool | None = None, force: bool = F
 
     set_seed(config.seed)
     _configure_tracking(config)
-    device = training_device()
+    device = default_device()
     precision = stage_precision(config)
     # THCE's choices (precision, compile) unless the training section sets TRL's own fields explicitly.
     chosen = {**precision_arguments(precision, device), **compile_arguments(config.model.compile)}

@@ -58,12 +58,14 @@ class DenseScorer:
 
     def _encode(self, texts: Sequence[str]) -> Any:
         if self._encoder is None:
-            import torch
             from sentence_transformers import SentenceTransformer
 
+            from thce.utils.models import default_device
+
             # fp32 on either device, so a checkpoint's candidates are the same wherever it runs
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            self._encoder = SentenceTransformer(str(resolve_dense_model(self.model_name)), device=device)
+            self._encoder = SentenceTransformer(
+                str(resolve_dense_model(self.model_name)), device=default_device()
+            )
         embedded = self._encoder.encode(
             list(texts), batch_size=128, normalize_embeddings=True, convert_to_tensor=True
         )
@@ -80,10 +82,11 @@ class DenseScorer:
                     self._codes[code] = vector
             if not queries:
                 return []
-            embedded = self._encode(queries)
+            unique = list(dict.fromkeys(queries))  # template phrases repeat across a batch's notes
+            embedded = dict(zip(unique, self._encode(unique), strict=True))
         return [
-            (torch.stack([self._codes[c] for c in codes]) @ query).tolist() if codes else []
-            for query, codes in zip(embedded, hits, strict=True)
+            (torch.stack([self._codes[c] for c in codes]) @ embedded[query]).tolist() if codes else []
+            for query, codes in zip(queries, hits, strict=True)
         ]
 
 
@@ -92,5 +95,6 @@ def rescore(
 ) -> list[tuple[str, float]]:
     """`ranked` (one mention's hits, best first) reordered by similarity + prior / rank; each hit keeps its
     own BM25 score (the fusion breaks ties by it)."""
-    order = sorted(range(len(ranked)), key=lambda i: (-(similarities[i] + prior / (i + 1)), i))
+    # sorted() is stable: equal scores keep BM25's order
+    order = sorted(range(len(ranked)), key=lambda i: -(similarities[i] + prior / (i + 1)))
     return [ranked[i] for i in order]

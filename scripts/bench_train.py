@@ -54,12 +54,6 @@ COLLECTED = {"sft_long": "configs/stage_1.yaml", "dpo": "configs/stage_3.yaml"}
 RUNS = ("thce", "thce_compiled", "trl_defaults")
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _sync() -> None:
     import torch
 
@@ -71,9 +65,12 @@ def _rate(matmuls: list[tuple[int, int, int]], dtype_name: str, seconds: float) 
     """FLOP/s of running the (m, k, n) matmuls in turn for about `seconds`."""
     import torch
 
+    from thce.utils.models import default_device
+
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    device = default_device()
     pairs = [
-        (torch.randn(m, k, dtype=dtype, device=_device()), torch.randn(k, n, dtype=dtype, device=_device()))
+        (torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device))
         for m, k, n in matmuls
     ]
     flops = sum(2 * m * k * n for m, k, n in matmuls)
@@ -165,6 +162,7 @@ def run_single(section: str, name: str, args: argparse.Namespace) -> dict:
         stage_precision,
     )
     from thce.utils.config import load_config, training_arguments
+    from thce.utils.models import default_device
 
     torch.manual_seed(0)
     steps, warmup = args.steps[section], args.warmup
@@ -195,7 +193,7 @@ def run_single(section: str, name: str, args: argparse.Namespace) -> dict:
         from thce.post_training.trainers import ThceDPOTrainer, ThceSFTTrainer
 
         chosen = {
-            **precision_arguments(stage_precision(config), _device()),
+            **precision_arguments(stage_precision(config), default_device()),
             **compile_arguments(config.model.compile),
         }
         training = training_arguments(config, **{**chosen, **common, "num_train_epochs": 1})
@@ -361,12 +359,18 @@ def main() -> None:
 
     import torch
 
+    from thce.utils.models import default_device
+
     sections = args.sections.split(",")
     if args.profile:
         sections, args.runs = [next(s for s in sections if s != "gemm")], "thce"
-    print(f"{_device()}, {torch.get_num_threads()} threads, CPU flags: {_cpu_flags()}, "
+    print(f"{default_device()}, {torch.get_num_threads()} threads, CPU flags: {_cpu_flags()}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    report: dict = {"device": _device(), "cpu_flags": _cpu_flags(), "load_average_start": os.getloadavg()}
+    report: dict = {
+        "device": default_device(),
+        "cpu_flags": _cpu_flags(),
+        "load_average_start": os.getloadavg(),
+    }
     gemm = None
     if "gemm" in sections or any(s.startswith("sft") for s in sections):
         gemm = gemm_section(tokens=args.batch_size * 96, seconds=3.0)

@@ -186,6 +186,13 @@ def _numel(shape: list[int]) -> int:
 # Precision
 
 
+def default_device() -> str:
+    """Where THCE runs a model when nothing says otherwise: the GPU if there is one, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def select_precision(device: str | None = None, requested: str = "auto") -> Literal["bf16", "fp16", "fp32"]:
     """bf16 where the device supports it (CUDA with bf16, CPUs with avx512_bf16 or AMX), else fp16 on
     CUDA, else fp32. An explicit `requested` precision other than "auto" is returned unchanged.
@@ -197,7 +204,7 @@ def select_precision(device: str | None = None, requested: str = "auto") -> Lite
         return requested  # type: ignore[return-value]
     import torch
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device == "cpu" and cpu_supports_bf16():
